@@ -1,0 +1,63 @@
+"""Read-only views of the registry joined with the cache, for listing and info."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from zoo.cache import Cache, Entry
+from zoo.registry import Model, Registry
+
+
+@dataclass(frozen=True)
+class Listing:
+    model: Model
+    cached: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.model.to_dict(), "cached": self.cached}
+
+
+@dataclass(frozen=True)
+class Info:
+    model: Model
+    variants: list[Model]
+    entry: Entry | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.model.to_dict(),
+            "variants": [v.name for v in self.variants],
+            "cached": self.entry is not None,
+            "checkpoint_path": str(self.entry.checkpoint_path) if self.entry else None,
+            "config_path": str(self.entry.config_path) if self.entry and self.entry.config else None,
+            "cached_sha256": self.entry.sha256 if self.entry else None,
+        }
+
+
+def list_models(
+    registry: Registry,
+    cache: Cache,
+    family: str | None = None,
+    architecture: str | None = None,
+    cached_only: bool = False,
+) -> list[Listing]:
+    """Models matching the filters; ``architecture`` matches meta-arch or extractor."""
+    cached = {entry.name for entry in cache.entries()}
+    rows = []
+    for model in registry:
+        if family and model.family != family:
+            continue
+        if architecture and architecture not in (model.meta_architecture or "") + " " + (
+            model.feature_extractor or ""
+        ):
+            continue
+        if cached_only and model.name not in cached:
+            continue
+        rows.append(Listing(model, model.name in cached))
+    return rows
+
+
+def model_info(registry: Registry, cache: Cache, name: str) -> Info:
+    model = registry.resolve(name)
+    return Info(model, registry.variants(model), cache.read_entry(model.name))

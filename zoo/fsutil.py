@@ -1,0 +1,52 @@
+"""File-system helpers shared by the downloader, the extractor and the cache."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from zoo.errors import DiskFullError, ZooError
+
+# RLIMIT_FSIZE and quotas end a write the same way a full disk does.
+_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into a one-line ZooError."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno in _FULL:
+            raise DiskFullError(f"disk full while writing {path}: {reason}") from None
+        where = exc.filename or path
+        raise ZooError(f"cannot write {where}: {reason}") from None
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a file or directory tree if present; never fails on a missing path."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def tree_size(path: Path) -> int:
+    """Bytes used by the regular files under ``path`` (hard links counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            stat = os.lstat(os.path.join(root, name))
+            if (stat.st_dev, stat.st_ino) not in seen:
+                seen.add((stat.st_dev, stat.st_ino))
+                total += stat.st_size
+    return total

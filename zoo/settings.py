@@ -1,0 +1,91 @@
+"""Where zoo reads its settings: explicit arguments first, then the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.errors import UsageError
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a fetch needs to know besides the model name."""
+
+    cache_dir: Path
+    mirrors: tuple[str, ...] = ()
+    offline: bool = False
+    registry_files: tuple[Path, ...] = ()
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 5
+    backoff: float = 0.5
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        cache_dir: Path | str | None = None,
+        mirrors: Iterable[str] = (),
+        offline: bool | None = None,
+        registry_files: Iterable[Path | str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Build settings from arguments, falling back on ZOO_* variables.
+
+        Mirrors given as arguments come before those in ZOO_MIRROR; registry
+        files given as arguments are layered after (so over) those in
+        ZOO_REGISTRY.
+        """
+        env = os.environ if env is None else env
+        return cls(
+            cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(env),
+            mirrors=tuple(mirrors) + _split(env.get("ZOO_MIRROR", ""), ","),
+            offline=_flag(env, "ZOO_OFFLINE") if offline is None else offline,
+            registry_files=tuple(
+                Path(p) for p in _split(env.get("ZOO_REGISTRY", ""), os.pathsep)
+            )
+            + tuple(Path(p) for p in registry_files),
+            read_timeout=_number(env, "ZOO_TIMEOUT", 60.0),
+            retries=int(_number(env, "ZOO_RETRIES", 5)),
+            backoff=_number(env, "ZOO_BACKOFF", 0.5),
+        )
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    if env.get("ZOO_CACHE_DIR"):
+        return Path(env["ZOO_CACHE_DIR"])
+    xdg = env.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "zoo"
+
+
+def _split(value: str, separator: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(separator) if part.strip())
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise UsageError(f"{name}={env[name]!r} is not a yes/no value (use 1 or 0)")
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise UsageError(f"{name}={raw!r} is not a non-negative number")
+    return value

@@ -1,0 +1,70 @@
+"""Re-check cached models on demand: archive hash and size, checkpoint files."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.cache import Cache, Entry
+from zoo.download import CHUNK_SIZE
+from zoo.errors import ZooError
+from zoo.extract import find_checkpoint
+from zoo.registry import Registry
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    name: str
+    sha256: str
+    size: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "sha256": self.sha256,
+                "size": self.size, "problems": self.problems}  # fmt: skip
+
+
+def verify_cached(cache: Cache, registry: Registry, names: Iterable[str] = ()) -> list[VerifyResult]:
+    """Verify the named models (all cached ones when none are named)."""
+    names = list(names)
+    entries = (
+        [cache.require_entry(registry.resolve(n).name) for n in names] if names else cache.entries()
+    )
+    return [verify_entry(entry, registry) for entry in entries]
+
+
+def verify_entry(entry: Entry, registry: Registry) -> VerifyResult:
+    sha256, size = _hash_file(entry)
+    problems = []
+    if (sha256, size) != (entry.sha256, entry.size):
+        problems.append(
+            f"{entry.archive_path}: sha256 {sha256} ({size} bytes) differs from the "
+            f"recorded {entry.sha256} ({entry.size} bytes)"
+        )
+    pinned = registry.models.get(entry.name)
+    if pinned and pinned.sha256 and pinned.sha256 != sha256:
+        problems.append(f"{entry.archive_path}: sha256 {sha256} differs from the pinned {pinned.sha256}")
+    try:
+        find_checkpoint(entry.checkpoint_path.parent, entry.checkpoint_path.name)
+    except ZooError as exc:
+        problems.append(str(exc))
+    return VerifyResult(entry.name, sha256, size, problems)
+
+
+def _hash_file(entry: Entry) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    try:
+        with open(entry.archive_path, "rb") as handle:
+            while block := handle.read(CHUNK_SIZE):
+                hasher.update(block)
+                size += len(block)
+    except FileNotFoundError:
+        return "missing", 0
+    return hasher.hexdigest(), size
