@@ -290,7 +290,7 @@ class FileServer(ThreadingHTTPServer):
 
     # -- socketserver hooks --------------------------------------------------------
 
-    def process_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         with self._lock:
             self._connections.add(request)
         super().process_request(request, client_address)

@@ -140,18 +140,33 @@ class Registry:
 
 
 def load_registry(extra_files: Iterable[Path] = ()) -> Registry:
-    """The built-in registry with each extra file layered on top, in order."""
+    """The built-in registry with each extra file layered on top, in order.
+
+    An entry naming a model an earlier file defined changes only the fields
+    it gives, so a team can pin ``sha256`` and ``size`` or point ``url`` at
+    an internal copy without repeating the rest.
+    """
+    raw: dict[str, dict[str, Any]] = {}
     models: dict[str, Model] = {}
     defaults: dict[str, str] = {}
     for path in (builtin_registry_path(), *extra_files):
-        file_models, file_defaults = read_registry_file(Path(path))
-        models.update(file_models)
+        entries, file_defaults = read_registry_file(Path(path))
+        seen: set[str] = set()
+        for index, entry in enumerate(entries):
+            where = _Where(str(path)).entry(index, entry)
+            base = raw.get(entry.get("name")) if isinstance(entry, dict) else None
+            merged = {**(base or {}), **entry} if isinstance(entry, dict) else entry
+            model = _parse_model(merged, where)
+            if model.name in seen:
+                raise where.error(f"duplicate model name {model.name!r}")
+            seen.add(model.name)
+            raw[model.name], models[model.name] = merged, model
         defaults.update(file_defaults)
         _check_aliases(models, defaults, str(path))
     return Registry(models, defaults)
 
 
-def read_registry_file(path: Path) -> tuple[dict[str, Model], dict[str, str]]:
+def read_registry_file(path: Path) -> tuple[list[Any], dict[str, str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -164,11 +179,11 @@ def read_registry_file(path: Path) -> tuple[dict[str, Model], dict[str, str]]:
         raise RegistryError(
             f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    return parse_registry(data, str(path))
+    return parse_document(data, str(path))
 
 
-def parse_registry(data: Any, source: str) -> tuple[dict[str, Model], dict[str, str]]:
-    """Validate one registry document; errors name the file, entry and field."""
+def parse_document(data: Any, source: str) -> tuple[list[Any], dict[str, str]]:
+    """Check the document's shape; entries are checked as they are layered."""
     where = _Where(source)
     if not isinstance(data, dict):
         raise where.error("top level must be a JSON object")
@@ -178,18 +193,12 @@ def parse_registry(data: Any, source: str) -> tuple[dict[str, Model], dict[str, 
     entries = data.get("models")
     if not isinstance(entries, list):
         raise where.error("field 'models' must be a list")
-    models: dict[str, Model] = {}
-    for index, entry in enumerate(entries):
-        model = _parse_model(entry, where.entry(index, entry))
-        if model.name in models:
-            raise where.entry(index, entry).error(f"duplicate model name {model.name!r}")
-        models[model.name] = model
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in defaults.items()
     ):
         raise where.error("field 'defaults' must map alias names to model names")
-    return models, dict(defaults)
+    return entries, dict(defaults)
 
 
 class _Where:
