@@ -56,7 +56,7 @@ def test_unknown_name_suggests_the_closest():
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        (in_house(url="ftp://x/y.tar.gz"), "field 'url': must be an http(s):// or file:// URL"),
+        (in_house(url="ftp://x/y.tar.gz"), "field 'url': must be an http(s):// or file:// URL or an absolute path"),
         (in_house(family="tf3"), "field 'family': must be one of"),
         (in_house(sha256="ABC"), "field 'sha256': must be 64 lowercase hex"),
         (in_house(size=-1), "field 'size': must be a positive integer"),

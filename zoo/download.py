@@ -246,6 +246,7 @@ def _check_size_pin(partial: _Partial, pin: Pin, total: int | None) -> None:
 
 def _stream_body(response: Any, partial: _Partial, offset: int, total: int | None, bar: Any) -> None:
     import requests
+    import urllib3
 
     validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
     received = 0
@@ -254,12 +255,14 @@ def _stream_body(response: Any, partial: _Partial, offset: int, total: int | Non
     handle = partial.open(offset, validator, total)
     try:
         with writing(partial.path), handle:
-            for chunk in response.iter_content(CHUNK_SIZE):
+            # read1 hands over whatever arrived, so a connection that drops
+            # mid-chunk still leaves its bytes on disk for the resume.
+            while chunk := response.raw.read1(CHUNK_SIZE, decode_content=False):
                 handle.write(chunk)
                 partial.update(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
-    except requests.exceptions.RequestException as exc:
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise _Retry(f"connection lost at byte {offset + received}: {_reason(exc)}",
                      progressed=received > 0) from None
     except ZooError:

@@ -21,6 +21,8 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if exc.errno is None:
+            raise  # not a file-system error (requests' errors are OSErrors too)
         reason = exc.strerror or str(exc)
         if exc.errno in _FULL:
             raise DiskFullError(f"disk full while writing {path}: {reason}") from None

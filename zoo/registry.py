@@ -22,7 +22,7 @@ DETECTION_FAMILIES = frozenset({"tf2-detection", "tf1-detection"})
 FORMAT = 1
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_URL_SCHEMES = ("http://", "https://", "file://")
+_URL_SCHEMES = ("http://", "https://", "file://", "/")
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,7 @@ def _text(entry: dict[str, Any], key: str, where: _Where, required: bool = False
 
 def _url(value: Any, where: _Where, key: str) -> str:
     if not isinstance(value, str) or not value.startswith(_URL_SCHEMES):
-        raise where.error(f"must be an http(s):// or file:// URL, got {value!r}", key)
+        raise where.error(f"must be an http(s):// or file:// URL or an absolute path, got {value!r}", key)
     return value
 
 
