@@ -26,7 +26,7 @@ app.add_typer(cache_app, name="cache")
 
 CacheDirOption = Annotated[
     Optional[Path],
-    typer.Option("--cache-dir", help="Cache directory [default: $ZOO_CACHE_DIR, else $XDG_CACHE_HOME/zoo or ~/.cache/zoo]."),
+    typer.Option("--cache-dir", help="Cache directory (default: $ZOO_CACHE_DIR, else $XDG_CACHE_HOME/zoo, else ~/.cache/zoo)."),
 ]
 RegistryOption = Annotated[
     Optional[list[Path]],
@@ -78,7 +78,7 @@ def _for_each(names: Iterable[str], as_json: bool, step: Callable[[str], None]) 
 
 @app.command()
 def fetch(
-    names: Annotated[list[str], typer.Argument(help="Model names or aliases.", show_default=False)],
+    names: Annotated[list[str], typer.Argument(help="Model names or aliases.", metavar="NAME...", show_default=False)],
     cache_dir: CacheDirOption = None,
     registry: RegistryOption = None,
     mirror: MirrorOption = None,
@@ -128,7 +128,7 @@ def list_(
 
 @app.command()
 def info(
-    name: Annotated[str, typer.Argument(help="Model name or alias.", show_default=False)],
+    name: Annotated[str, typer.Argument(help="Model name or alias.", metavar="NAME", show_default=False)],
     cache_dir: CacheDirOption = None,
     registry: RegistryOption = None,
     as_json: JsonOption = False,
@@ -144,7 +144,7 @@ def info(
 
 @app.command()
 def verify(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Models to verify [default: every cached one].", show_default=False)] = None,
+    names: Annotated[Optional[list[str]], typer.Argument(help="Models to verify (default: every cached one).", metavar="[NAME...]", show_default=False)] = None,
     cache_dir: CacheDirOption = None,
     registry: RegistryOption = None,
     as_json: JsonOption = False,
@@ -180,7 +180,7 @@ def cache_du(cache_dir: CacheDirOption = None, as_json: JsonOption = False) -> N
 
 @cache_app.command("rm")
 def cache_rm(
-    names: Annotated[list[str], typer.Argument(help="Models to remove.", show_default=False)],
+    names: Annotated[list[str], typer.Argument(help="Models to remove.", metavar="NAME...", show_default=False)],
     cache_dir: CacheDirOption = None,
     registry: RegistryOption = None,
     as_json: JsonOption = False,

@@ -119,8 +119,10 @@ def _check_shards(prefix: Path, root: Path) -> None:
             present.add(int(match.group(1)))
             counts.add(int(match.group(2)))
     label = prefix.relative_to(root)
-    if len(counts) != 1:
-        raise IntegrityError(f"{root}: checkpoint {label} has no consistent set of data shards")
+    if not counts:
+        raise IntegrityError(f"{root}: checkpoint {label} has no data shard ({prefix.name}.data-*)")
+    if len(counts) > 1:
+        raise IntegrityError(f"{root}: checkpoint {label} mixes shard sets of {sorted(counts)}")
     count = counts.pop()
     missing = sorted(set(range(count)) - present)
     if missing:

@@ -1,0 +1,187 @@
+"""The CLI as users meet it: listing, info, cache commands, verify, errors, docs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer.main
+
+from cli.main import app
+from conftest import MODEL, ROOT, Zoo, clean_env
+from httpserver import FileServer
+from zoo.errors import EXIT_CODES
+from zoo.settings import Settings
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_the_cli_path_never_imports_tensorflow(zoo: Zoo):
+    probe = (
+        "import sys\n"
+        "from cli.main import main\n"
+        "sys.argv = ['zoo', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('TENSORFLOW' if 'tensorflow' in sys.modules else 'NO-TENSORFLOW', file=sys.stderr)\n"
+    )
+    for args in (["--help"], ["list"], ["info", "ssd_resnet50_v1_fpn"], ["fetch", MODEL], ["fetch", MODEL]):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *args], env=zoo.env, capture_output=True, text=True, timeout=60
+        )
+        assert result.stderr.strip().endswith("NO-TENSORFLOW"), (args, result.stderr)
+
+
+def test_list_filters_and_marks_cached(zoo: Zoo):
+    classification = zoo.run("list", "--family", "tf2-classification").stdout.splitlines()
+    assert len(classification) == 14
+    faster = zoo.run("list", "--arch", "faster_rcnn", "--json").stdout.splitlines()
+    assert faster and all("faster_rcnn" in json.loads(line)["meta_architecture"] for line in faster)
+    assert zoo.run("list", "--cached").stdout == ""
+    zoo.run("fetch", MODEL)
+    cached = zoo.run("list", "--cached").stdout.splitlines()
+    assert len(cached) == 1 and cached[0].startswith(f"* {MODEL}")
+    rows = [json.loads(line) for line in zoo.run("list", "--json").stdout.splitlines()]
+    assert len(rows) == 104 and [r["name"] for r in rows if r["cached"]] == [MODEL]
+
+
+def test_info_shows_the_default_and_its_variants(zoo: Zoo):
+    text = zoo.run("info", "ssd_resnet50_v1_fpn").stdout
+    assert f"name: {MODEL}" in text
+    assert "variants: ssd_resnet50_v1_fpn_1024x1024_coco17_tpu-8" in text
+    data = json.loads(zoo.run("info", "efficientdet_d0", "--json").stdout)
+    assert data["sample_config"]["path"].endswith("ssd_efficientdet_d0_512x512_coco17_tpu-8.config")
+    assert data["cached"] is False and data["variants"] == []
+
+
+def test_cache_ls_du_rm_and_prune(zoo: Zoo):
+    assert zoo.run("fetch", MODEL).returncode == 0
+    listing = zoo.run("cache", "ls").stdout
+    assert MODEL in listing and str(zoo.cache / "models" / MODEL / "files") in listing
+    usage = {row["name"]: row["bytes"] for row in map(json.loads, zoo.run("cache", "du", "--json").stdout.splitlines())}
+    assert usage[MODEL] > 2 * 1024 * 1024 and usage["total"] == sum(v for k, v in usage.items() if k != "total")
+
+    leftovers = [
+        zoo.cache / "downloads" / "other@x.tar.gz.part",
+        zoo.cache / "tmp" / "other@abc123" / "half.bin",
+        zoo.cache / "models" / "unmarked" / "files" / "x",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    pruned = zoo.run("cache", "prune").stdout
+    assert pruned.count("removed ") == 3
+    assert not any(path.exists() for path in leftovers)
+    assert zoo.published() == [MODEL]
+
+    removed = zoo.run("cache", "rm", "ssd_resnet50_v1_fpn")
+    assert removed.returncode == 0 and f"removed {MODEL}" in removed.stdout
+    assert zoo.published() == [] and zoo.run("cache", "ls").stdout == ""
+    again = zoo.run("cache", "rm", MODEL)
+    assert again.returncode == 10 and "is not in the cache" in again.stderr
+
+
+def test_prune_keeps_the_files_of_a_fetch_in_progress(zoo: Zoo, upstream: FileServer):
+    from conftest import TARBALL_PATH
+
+    upstream.throttle(TARBALL_PATH, 128 * 1024)
+    fetching = zoo.popen("fetch", MODEL)
+    partial = zoo.cache / "downloads" / f"{MODEL}@{MODEL}.tar.gz.part"
+    while not partial.exists():
+        assert fetching.poll() is None
+        time.sleep(0.02)
+    assert zoo.run("cache", "prune").stdout == ""
+    assert partial.exists()
+    fetching.kill()
+    fetching.wait()
+    assert "removed" in zoo.run("cache", "prune").stdout
+    assert not partial.exists()
+
+
+def test_verify_reports_each_model(zoo: Zoo):
+    assert zoo.run("fetch", MODEL).returncode == 0
+    good = zoo.run("verify", "--json")
+    assert good.returncode == 0 and json.loads(good.stdout)["ok"] is True
+    shard = zoo.cache / "models" / MODEL / "files" / MODEL / "checkpoint" / "ckpt-0.data-00000-of-00001"
+    shard.unlink()
+    bad = zoo.run("verify", MODEL)
+    assert bad.returncode == 6
+    assert "checkpoint ckpt-0 has no data shard (ckpt-0.data-*)" in bad.stdout
+    assert bad.stderr.strip() == "zoo: error: 1 of 1 cached model(s) failed verification"
+    missing = zoo.run("verify", "efficientdet_d0")
+    assert missing.returncode == 10
+
+
+def test_usage_and_registry_errors_are_one_line_with_their_codes(zoo: Zoo, tmp_path: Path):
+    assert zoo.run("fetch").returncode == 2
+    bad_env = zoo.run("fetch", MODEL, ZOO_OFFLINE="maybe")
+    assert bad_env.returncode == 2 and bad_env.stderr.strip() == "zoo: error: ZOO_OFFLINE='maybe' is not a yes/no value (use 1 or 0)"
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": 1, "models": [{"name": "x", "family": "tf2-detection"}]}')
+    result = zoo.run("list", "--registry", str(broken))
+    assert result.returncode == 4
+    assert result.stderr.strip() == (
+        f"zoo: error: {broken}: models[0] (x): field 'url': "
+        "must be an http(s):// or file:// URL or an absolute path, got None"
+    )
+
+
+def test_registry_files_from_the_environment_and_the_flag_are_layered(zoo: Zoo, tmp_path: Path):
+    first, second, third = (tmp_path / f"{n}.json" for n in ("first", "second", "third"))
+    for path in (first, second, third):
+        model = {"name": f"team_{path.stem}", "family": "tf2-detection", "url": f"https://x.internal/{path.stem}.tar.gz"}
+        path.write_text(json.dumps({"format": 1, "models": [model]}))
+    env = {"ZOO_REGISTRY": f"{first}:{second}"}
+    names = zoo.run("list", "--registry", str(third), "--json", **env).stdout
+    assert {"team_first", "team_second", "team_third"} <= {json.loads(line)["name"] for line in names.splitlines()}
+
+
+def test_cache_location_precedence(tmp_path: Path):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    assert Settings.from_env(env=env).cache_dir == tmp_path / "xdg" / "zoo"
+    env["ZOO_CACHE_DIR"] = str(tmp_path / "zoo-env")
+    assert Settings.from_env(env=env).cache_dir == tmp_path / "zoo-env"
+    assert Settings.from_env(cache_dir=tmp_path / "flag", env=env).cache_dir == tmp_path / "flag"
+    assert Settings.from_env(env={"HOME": str(tmp_path)}).cache_dir.parts[-2:] == (".cache", "zoo")
+    mirrors = Settings.from_env(mirrors=["http://flag"], env={"ZOO_MIRROR": "http://a, http://b"}).mirrors
+    assert mirrors == ("http://flag", "http://a", "http://b")
+
+
+def test_cache_dir_flag_and_xdg_are_used_by_the_command(zoo: Zoo, tmp_path: Path):
+    env = clean_env(tmp_path)
+    del env["ZOO_CACHE_DIR"]
+    env["ZOO_REGISTRY"] = str(zoo.registry)
+    xdg = subprocess.run([*zoo.command("fetch", MODEL)], env=env, capture_output=True, text=True)
+    assert xdg.stdout.startswith(str(tmp_path / "xdg-cache" / "zoo" / "models"))
+    flag = subprocess.run([*zoo.command("fetch", MODEL, "--cache-dir", str(tmp_path / "c"))], env=env, capture_output=True, text=True)
+    assert flag.stdout.startswith(str(tmp_path / "c" / "models"))
+
+
+def all_commands() -> list[tuple[str, object]]:
+    root = typer.main.get_command(app)
+    found = []
+    for name, command in root.commands.items():
+        if hasattr(command, "commands"):  # a group such as `zoo cache`
+            found += [(f"{name} {sub}", subcommand) for sub, subcommand in command.commands.items()]
+        else:
+            found.append((name, command))
+    return found
+
+
+def test_readme_covers_every_command_and_option():
+    for name, command in all_commands():
+        assert f"zoo {name}" in README, f"README lacks `zoo {name}`"
+        for parameter in command.params:
+            for option in getattr(parameter, "opts", []):
+                if option.startswith("--") and option != "--help":
+                    assert option in README, f"README lacks {option} of `zoo {name}`"
+
+
+def test_readme_documents_every_exit_code():
+    documented = dict(re.findall(r"^\| (\d+) \| `(\w+)` \|", README, flags=re.MULTILINE))
+    assert {name: code for code, name in documented.items()} == {
+        name: str(code) for name, code in EXIT_CODES.items()
+    }
