@@ -1,0 +1,76 @@
+"""The wheel ships registry.json, and our top-level packages collide with nobody's."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+DISTRIBUTION = "zoo"
+
+
+def test_no_other_distribution_provides_cli_or_zoo():
+    owners = importlib.metadata.packages_distributions()
+    for package in ("cli", "zoo"):
+        others = set(owners.get(package, [])) - {DISTRIBUTION}
+        assert not others, f"{', '.join(sorted(others))} also install(s) a top-level '{package}' package"
+
+
+def test_the_checkout_finds_its_registry():
+    from zoo.registry import builtin_registry_path
+
+    assert builtin_registry_path() == ROOT / "registry.json"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (built,) = out.glob("zoo-*.whl")
+    return built
+
+
+def test_the_wheel_carries_the_registry_and_type_marker(wheel: Path):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "zoo/registry.json" in names and "zoo/py.typed" in names
+    assert "cli/main.py" in names
+    assert zipfile.ZipFile(wheel).read("zoo/registry.json") == (ROOT / "registry.json").read_bytes()
+
+
+def test_installed_wheel_lists_models_from_a_fresh_venv(wheel: Path, tmp_path: Path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    # Dependencies come from this environment's site-packages (no download);
+    # a path added by a .pth file is not scanned for .pth files itself, so this
+    # checkout's editable install stays invisible to the fresh venv.
+    fresh_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    Path(fresh_site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    listed = subprocess.run(
+        [str(venv / "bin" / "zoo"), "list", "--family", "tf2-classification"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.splitlines()) == 14
+    where = subprocess.run(
+        [str(python), "-c", "from zoo.registry import builtin_registry_path as p; print(p())"],
+        cwd=tmp_path, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    assert where == str(Path(fresh_site) / "zoo" / "registry.json")
