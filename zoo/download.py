@@ -172,7 +172,7 @@ def _fetch_http(url: str, dest: Path, pin: Pin, settings: Settings, bar: Any) ->
             except _Retry as exc:
                 failures_in_a_row = 0 if exc.progressed else failures_in_a_row + 1
                 if failures_in_a_row > settings.retries:
-                    raise _SourceFailed(f"{exc} (gave up after {settings.retries} retries)")
+                    raise _SourceFailed(f"{exc} (gave up after {settings.retries} retries)") from None
                 delay = exc.wait if exc.wait is not None else _backoff(settings, failures_in_a_row)
                 log.warning("%s: %s; retrying in %.1f s", url, exc, delay)
                 time.sleep(delay)

@@ -132,7 +132,7 @@ def _install(
             archive=archive_name,
             checkpoint=str(checkpoint.relative_to(staged)),
             config=str(config.relative_to(staged)) if config else None,
-            sample_config_url=model.sample_config.url if sample else None,
+            sample_config_url=model.sample_config.url if sample and model.sample_config else None,
             directory=cache.entry_dir(model.name),
         )
         return cache.publish(staged, entry)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,7 @@ class Registry:
         self.defaults = defaults
         self._aliases = _alias_groups(models.values())
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Model]:
         return iter(self.models.values())
 
     def __len__(self) -> int:
@@ -154,8 +154,7 @@ def load_registry(extra_files: Iterable[Path] = ()) -> Registry:
         seen: set[str] = set()
         for index, entry in enumerate(entries):
             where = _Where(str(path)).entry(index, entry)
-            base = raw.get(entry.get("name")) if isinstance(entry, dict) else None
-            merged = {**(base or {}), **entry} if isinstance(entry, dict) else entry
+            merged = {**raw.get(str(entry.get("name")), {}), **entry} if isinstance(entry, dict) else entry
             model = _parse_model(merged, where)
             if model.name in seen:
                 raise where.error(f"duplicate model name {model.name!r}")
