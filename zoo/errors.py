@@ -51,6 +51,10 @@ class IntegrityError(ZooError):
     exit_code = 6
 
 
+class CheckpointError(IntegrityError):
+    """A checkpoint's files are missing, truncated, malformed or corrupt."""
+
+
 class UnsafeArchiveError(ZooError):
     """An archive tries to write outside its target or to expand without bound."""
 
@@ -84,6 +88,7 @@ EXIT_CODES: dict[str, int] = {
         RegistryError,
         NetworkError,
         IntegrityError,
+        CheckpointError,
         UnsafeArchiveError,
         OfflineMissError,
         DiskFullError,
