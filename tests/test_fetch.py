@@ -19,7 +19,7 @@ import pytest
 
 from conftest import CONFIG_PATH, MODEL, SAMPLE_CONFIGS, TARBALL_PATH, Zoo, model_entry
 from httpserver import FileServer
-from tarballs import sha256_of
+from tarballs import make_zoo_tarball, sha256_of
 
 
 def expected_prefix(zoo: Zoo) -> Path:
@@ -139,12 +139,25 @@ def test_retries_are_bounded(zoo: Zoo, upstream: FileServer):
     assert zoo.published() == []
 
 
-def test_bytes_other_than_pinned_fail_and_leave_nothing(zoo: Zoo, upstream: FileServer, tarball: Path):
+def test_bytes_other_than_pinned_fail_and_leave_nothing(zoo: Zoo, upstream: FileServer, tarball: Path, tmp_path: Path):
+    other = make_zoo_tarball(tmp_path, MODEL, size_mb=0.5)
+    zoo.write_registry([model_entry(upstream, sha256=sha256_of(tarball))])
+    upstream.add(TARBALL_PATH, other.read_bytes())
+    result = zoo.run("fetch", MODEL)
+    assert result.returncode == 6
+    assert result.stderr == (
+        f"zoo: error: {upstream.url_for(TARBALL_PATH)}: sha256 mismatch: expected {sha256_of(tarball)}, "
+        f"got {sha256_of(other)}; the download was deleted\n"
+    )
+    assert zoo.leftovers() == []
+
+
+def test_a_corrupted_stream_fails_early_and_leaves_nothing(zoo: Zoo, upstream: FileServer, tarball: Path):
     zoo.write_registry([model_entry(upstream, sha256=sha256_of(tarball), size=tarball.stat().st_size)])
     upstream.plan(TARBALL_PATH, [("corrupt",)])
     result = zoo.run("fetch", MODEL)
     assert result.returncode == 6
-    assert f"sha256 mismatch: expected {sha256_of(tarball)}, got " in result.stderr
+    assert "not a readable .tar.gz archive" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert zoo.leftovers() == []
 

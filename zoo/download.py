@@ -1,8 +1,13 @@
 """Streaming, resumable, retried downloads that hash bytes as they arrive.
 
-A partial download lives on disk beside a small JSON sidecar (source URL,
-validator, total size), so an interrupted transfer, even one whose process
-was killed, continues with an HTTP Range request in a later run.
+A ``Transfer`` fetches one file from the first source that works. A producer
+thread writes every byte to a partial file on disk, feeds it to sha256 and
+hands it through a bounded queue to a reader (tarfile, when extracting while
+downloading), so the bytes are touched once and memory stays bounded.
+
+The partial file sits beside a JSON sidecar (source URL, validator, total
+size), so an interrupted transfer, even one whose process was killed,
+continues with an HTTP Range request in a later run.
 """
 
 from __future__ import annotations
@@ -10,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import re
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
 from zoo import __version__
@@ -25,6 +33,7 @@ from zoo.settings import Settings
 from zoo.sources import is_local, local_path
 
 CHUNK_SIZE = 1 << 20
+QUEUE_CHUNKS = 16  # bounds memory: at most this many chunks wait for the reader
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 
@@ -47,6 +56,20 @@ class Downloaded:
     size: int
 
 
+def download(
+    candidates: Sequence[str],
+    dest: Path,
+    *,
+    pin: Pin,
+    settings: Settings,
+    label: str,
+    progress: bool = False,
+) -> Downloaded:
+    """Fetch the first source that works into ``dest``, verified against ``pin``."""
+    with Transfer(candidates, dest, pin=pin, settings=settings, label=label, progress=progress) as transfer:
+        return transfer.finish()
+
+
 class _SourceFailed(Exception):
     """This source cannot deliver the file; the next one may."""
 
@@ -60,48 +83,153 @@ class _Retry(Exception):
         self.wait = wait
 
 
-def download(
-    candidates: Sequence[str],
-    dest: Path,
-    *,
-    pin: Pin,
-    settings: Settings,
-    label: str,
-    progress: bool = False,
-) -> Downloaded:
-    """Fetch the first source that works into ``dest``, verified against ``pin``.
+class _Cancelled(Exception):
+    """The reader gave up; the producer stops."""
 
-    Sources that are missing or unreachable are skipped in order; bytes that
-    contradict the pin fail at once, since another source offering different
-    bytes is no more trustworthy.
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+class Transfer:
+    """One file's bytes, from the first source that works, as a readable stream.
+
+    Use as a context manager; ``read`` returns the bytes in order, ``finish``
+    reads what the reader left, checks the pin and returns the result. Sources
+    that are missing or unreachable are skipped in order until a byte has been
+    handed over; bytes that contradict the pin fail at once, since another
+    source offering different bytes is no more trustworthy.
     """
-    failures = []
-    for url in candidates:
+
+    def __init__(
+        self,
+        candidates: Sequence[str],
+        dest: Path,
+        *,
+        pin: Pin,
+        settings: Settings,
+        label: str,
+        progress: bool = False,
+    ) -> None:
+        self.candidates = list(candidates)
+        self.dest = dest
+        self.pin = pin
+        self.settings = settings
+        self.label = label
+        self.total: int | None = pin.size
+        self.delivered = 0
+        self._progress = progress
+        self._queue: queue.Queue[bytes | Downloaded | _Failed] = queue.Queue(QUEUE_CHUNKS)
+        self._cancel = threading.Event()
+        self._buffer = b""
+        self._result: Downloaded | None = None
+        self._thread = threading.Thread(target=self._produce, name=f"zoo-download-{label}", daemon=True)
+
+    def __enter__(self) -> Transfer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is None and self._result is not None:
+            return
+        self._cancel.set()
+        # The producer notices within one chunk or one read timeout; it is a
+        # daemon thread, so an interrupted process need not wait for it.
+        self._thread.join(timeout=2)
+        if kind is not None and not isinstance(error, KeyboardInterrupt):
+            # What was read led to an error (a bad archive, a full disk):
+            # keep nothing. An interrupted user keeps the partial to resume.
+            remove_tree(self.dest)
+            remove_tree(_sidecar(self.dest))
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all remaining when negative); b"" at the end."""
+        if size < 0:
+            return b"".join(iter(lambda: self.read(CHUNK_SIZE), b""))
+        while not self._buffer and self._result is None:
+            self._take()
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def finish(self) -> Downloaded:
+        """Consume what the reader did not need and return the verified result."""
+        while self._result is None:
+            self._buffer = b""
+            self._take()
+        self._thread.join()
+        return self._result
+
+    def _take(self) -> None:
+        item = self._queue.get()
+        if isinstance(item, bytes):
+            self._buffer = item
+        elif isinstance(item, Downloaded):
+            self._result = item
+        else:
+            raise item.error
+
+    # -- producer thread -------------------------------------------------------
+
+    def _produce(self) -> None:
         try:
-            fetch = _copy_local if is_local(url) else _fetch_http
-            return fetch(url, dest, pin, settings, _progress_bar(label, progress))
-        except _SourceFailed as exc:
-            failures.append(f"{url}: {exc}")
-            if len(candidates) > 1:
-                log.warning("%s: %s; trying the next source", url, exc)
-    raise NetworkError(f"could not download {label}: " + "; ".join(failures))
+            result = self._from_first_source()
+            self._put(_verified(result, self.pin))
+        except _Cancelled:
+            pass
+        except BaseException as exc:  # the reader raises it in the caller's thread
+            try:
+                self._put(_Failed(exc))
+            except _Cancelled:
+                pass
+
+    def _put(self, item: bytes | Downloaded | _Failed) -> None:
+        while True:
+            if self._cancel.is_set():
+                raise _Cancelled
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _from_first_source(self) -> Downloaded:
+        failures = []
+        with _progress_bar(self.label, self._progress) as bar:
+            for url in self.candidates:
+                fetch = _LocalSource if is_local(url) else _HttpSource
+                try:
+                    return fetch(self, url, bar).run()
+                except _SourceFailed as exc:
+                    if self.delivered:
+                        raise NetworkError(f"{url}: {exc} (after {self.delivered} bytes)") from None
+                    failures.append(f"{url}: {exc}")
+                    if len(self.candidates) > 1:
+                        log.warning("%s: %s; trying the next source", url, exc)
+        raise NetworkError(f"could not download {self.label}: " + "; ".join(failures))
+
+    def emit(self, chunk: bytes, bar: Any) -> None:
+        self.delivered += len(chunk)
+        bar.update(len(chunk))
+        self._put(chunk)
 
 
 class _Partial:
-    """A download in progress on disk, hashed incrementally as it grows."""
+    """A download in progress on disk, hashed exactly as far as it was handed over."""
 
     def __init__(self, path: Path, url: str) -> None:
         self.path = path
         self.url = url
-        self.sidecar = path.with_name(path.name + ".json")
+        self.sidecar = _sidecar(path)
         meta = self._read_sidecar()
         if meta.get("url") != url or not path.is_file():
             self.discard()
             meta = {}
         self.validator: str | None = meta.get("validator")
         self.total: int | None = meta.get("total")
-        self._hasher = hashlib.sha256()
-        self._hashed = 0
+        self.hasher = hashlib.sha256()
 
     @property
     def size(self) -> int:
@@ -111,8 +239,7 @@ class _Partial:
         remove_tree(self.path)
         remove_tree(self.sidecar)
         self.validator = self.total = None
-        self._hasher = hashlib.sha256()
-        self._hashed = 0
+        self.hasher = hashlib.sha256()
 
     def open(self, offset: int, validator: str | None, total: int | None) -> IO[bytes]:
         """Open for writing at ``offset``, recording how to resume later."""
@@ -121,34 +248,23 @@ class _Partial:
         self.validator, self.total = validator, total
         with writing(self.sidecar):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.sidecar.write_text(
-                json.dumps({"url": self.url, "validator": validator, "total": total})
-            )
-            handle = open(self.path, "r+b" if offset else "wb")
+            self.sidecar.write_text(json.dumps({"url": self.url, "validator": validator, "total": total}))
+            handle = open(self.path, "r+b" if offset else "wb")  # noqa: SIM115 - the caller closes it
             handle.seek(offset)
             handle.truncate()
-        self._catch_up_hash(offset)
         return handle
 
-    def update(self, chunk: bytes) -> None:
-        self._hasher.update(chunk)
-        self._hashed += len(chunk)
-
-    def sha256(self) -> str:
-        return self._hasher.hexdigest()
-
-    def _catch_up_hash(self, offset: int) -> None:
-        # Only bytes written by an earlier process (or attempt that lost its
-        # hasher) are read back; bytes from this process are hashed on arrival.
-        if self._hashed == offset:
-            return
-        self._hasher, self._hashed = hashlib.sha256(), 0
+    def replay(self, start: int, end: int, emit: Callable[[bytes], None]) -> None:
+        """Hand over bytes an earlier process left on disk: the one read they get."""
         with open(self.path, "rb") as handle:
-            while self._hashed < offset:
-                block = handle.read(min(CHUNK_SIZE, offset - self._hashed))
+            handle.seek(start)
+            while start < end:
+                block = handle.read(min(CHUNK_SIZE, end - start))
                 if not block:
-                    break
-                self.update(block)
+                    raise _Retry("partial download shrank while resuming")
+                self.hasher.update(block)
+                emit(block)
+                start += len(block)
 
     def _read_sidecar(self) -> dict[str, Any]:
         try:
@@ -158,63 +274,134 @@ class _Partial:
         return meta if isinstance(meta, dict) else {}
 
 
-def _fetch_http(url: str, dest: Path, pin: Pin, settings: Settings, bar: Any) -> Downloaded:
-    import requests
-
-    partial = _Partial(dest, url)
-    failures_in_a_row = 0
-    with requests.Session() as session, bar:
-        session.headers["User-Agent"] = f"zoo/{__version__}"
-        while True:
-            try:
-                _attempt(session, partial, pin, settings, bar)
-                return _finish(partial, pin)
-            except _Retry as exc:
-                failures_in_a_row = 0 if exc.progressed else failures_in_a_row + 1
-                if failures_in_a_row > settings.retries:
-                    raise _SourceFailed(f"{exc} (gave up after {settings.retries} retries)") from None
-                delay = exc.wait if exc.wait is not None else _backoff(settings, failures_in_a_row)
-                log.warning("%s: %s; retrying in %.1f s", url, exc, delay)
-                time.sleep(delay)
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
 
 
-def _attempt(session: Any, partial: _Partial, pin: Pin, settings: Settings, bar: Any) -> None:
-    import requests
+class _HttpSource:
+    def __init__(self, transfer: Transfer, url: str, bar: Any) -> None:
+        self.transfer = transfer
+        self.url = url
+        self.bar = bar
+        self.partial = _Partial(transfer.dest, url)
 
-    offset = partial.size
-    headers = {"Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        if partial.validator:
-            headers["If-Range"] = partial.validator
-    timeout = (settings.connect_timeout, settings.read_timeout)
-    try:
-        response = session.get(partial.url, headers=headers, stream=True, timeout=timeout)
-    except requests.exceptions.InvalidURL as exc:
-        raise _SourceFailed(f"invalid URL: {exc}") from None
-    except requests.exceptions.RequestException as exc:
-        raise _Retry(_reason(exc)) from None
-    with response:
-        offset = _check_response(response, partial, offset)
-        total = _total_size(response, offset)
-        _check_size_pin(partial, pin, total)
-        _stream_body(response, partial, offset, total, bar)
+    def run(self) -> Downloaded:
+        import requests
+
+        settings = self.transfer.settings
+        failures_in_a_row = 0
+        with requests.Session() as session:
+            session.headers["User-Agent"] = f"zoo/{__version__}"
+            while True:
+                try:
+                    self._attempt(session)
+                    size = self.partial.size
+                    remove_tree(self.partial.sidecar)
+                    return Downloaded(self.partial.path, self.url, self.partial.hasher.hexdigest(), size)
+                except _Retry as exc:
+                    failures_in_a_row = 0 if exc.progressed else failures_in_a_row + 1
+                    if failures_in_a_row > settings.retries:
+                        raise _SourceFailed(f"{exc} (gave up after {settings.retries} retries)") from None
+                    delay = exc.wait if exc.wait is not None else _backoff(settings, failures_in_a_row)
+                    log.warning("%s: %s; retrying in %.1f s", self.url, exc, delay)
+                    time.sleep(delay)
+
+    def _attempt(self, session: Any) -> None:
+        import requests
+
+        settings = self.transfer.settings
+        offset = self.partial.size
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if self.partial.validator:
+                headers["If-Range"] = self.partial.validator
+        timeout = (settings.connect_timeout, settings.read_timeout)
+        try:
+            response = session.get(self.url, headers=headers, stream=True, timeout=timeout)
+        except requests.exceptions.InvalidURL as exc:
+            raise _SourceFailed(f"invalid URL: {exc}") from None
+        except requests.exceptions.RequestException as exc:
+            raise _Retry(_reason(exc)) from None
+        with response:
+            offset = self._start_offset(response, offset)
+            self._stream_body(response, offset, _total_size(response, offset))
+
+    def _start_offset(self, response: Any, offset: int) -> int:
+        """Where the body starts, after deciding whether resuming is safe."""
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retry(f"HTTP {status} {response.reason}", wait=_retry_after(response))
+        if status >= 400 and status != 416:
+            raise _SourceFailed(f"HTTP {status} {response.reason}")
+        if status == 206 and _continues(response, self.partial, offset):
+            return offset
+        if status == 200 and self.transfer.delivered == 0:
+            return 0  # the server ignored the Range, or If-Range saw a changed file
+        self.partial.discard()
+        if self.transfer.delivered:
+            raise IntegrityError(f"{self.url} changed during the download; run the command again")
+        # 416, or a 206 that starts elsewhere: what is on disk no longer fits.
+        raise _Retry(f"HTTP {status}: the partial download does not fit; restarting", wait=0)
+
+    def _stream_body(self, response: Any, offset: int, total: int | None) -> None:
+        import requests
+        import urllib3
+
+        transfer, partial = self.transfer, self.partial
+        _check_size_pin(partial, transfer.pin, total)
+        transfer.total = total
+        self.bar.reset(total=total)
+        self.bar.update(transfer.delivered)
+        validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+        handle = partial.open(offset, validator, total)
+        partial.replay(transfer.delivered, offset, lambda block: transfer.emit(block, self.bar))
+        received = 0
+        try:
+            with writing(partial.path), handle:
+                # read1 hands over whatever arrived, so a connection that drops
+                # mid-chunk still leaves its bytes on disk for the resume.
+                while chunk := response.raw.read1(CHUNK_SIZE, decode_content=False):
+                    handle.write(chunk)
+                    partial.hasher.update(chunk)
+                    received += len(chunk)
+                    transfer.emit(chunk, self.bar)
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise _Retry(f"connection lost at byte {offset + received}: {_reason(exc)}",
+                         progressed=received > 0) from None
+        except ZooError:
+            partial.discard()  # a full disk: free the space rather than keep a fragment
+            raise
+        if total is not None and offset + received < total:
+            raise _Retry(f"connection closed at byte {offset + received} of {total}", progressed=received > 0)
 
 
-def _check_response(response: Any, partial: _Partial, offset: int) -> int:
-    """The offset the body starts at, after deciding whether resuming is safe."""
-    status = response.status_code
-    if status == 429 or status >= 500:
-        raise _Retry(f"HTTP {status} {response.reason}", wait=_retry_after(response))
-    if status >= 400 and status != 416:
-        raise _SourceFailed(f"HTTP {status} {response.reason}")
-    if status == 206 and _continues(response, partial, offset):
-        return offset
-    if status == 200:
-        return 0  # the server ignored the Range, or If-Range saw a changed file
-    # 416 or a 206 that starts elsewhere: what is on disk no longer fits.
-    partial.discard()
-    raise _Retry(f"HTTP {status}: the partial download does not fit; restarting", wait=0)
+class _LocalSource:
+    def __init__(self, transfer: Transfer, url: str, bar: Any) -> None:
+        self.transfer = transfer
+        self.url = url
+        self.bar = bar
+
+    def run(self) -> Downloaded:
+        source, dest = local_path(self.url), self.transfer.dest
+        try:
+            reader = open(source, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise _SourceFailed("no such file") from None
+        except OSError as exc:
+            raise _SourceFailed(exc.strerror or str(exc)) from None
+        hasher = hashlib.sha256()
+        total = source.stat().st_size
+        _check_size_pin(_Partial(dest, self.url), self.transfer.pin, total)
+        self.transfer.total = total
+        self.bar.reset(total=total)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with reader, writing(dest), open(dest, "wb") as writer:
+            while block := reader.read(CHUNK_SIZE):
+                writer.write(block)
+                hasher.update(block)
+                self.transfer.emit(block, self.bar)
+        return Downloaded(dest, self.url, hasher.hexdigest(), dest.stat().st_size)
 
 
 def _continues(response: Any, partial: _Partial, offset: int) -> bool:
@@ -239,44 +426,8 @@ def _check_size_pin(partial: _Partial, pin: Pin, total: int | None) -> None:
     if pin.size is not None and total is not None and total != pin.size:
         partial.discard()
         raise IntegrityError(
-            f"{partial.url}: size mismatch: expected {pin.size} bytes, "
-            f"server offers {total}; nothing was kept"
+            f"{partial.url}: size mismatch: expected {pin.size} bytes, server offers {total}; nothing was kept"
         )
-
-
-def _stream_body(response: Any, partial: _Partial, offset: int, total: int | None, bar: Any) -> None:
-    import requests
-    import urllib3
-
-    validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
-    received = 0
-    bar.reset(total=total)
-    bar.update(offset)
-    handle = partial.open(offset, validator, total)
-    try:
-        with writing(partial.path), handle:
-            # read1 hands over whatever arrived, so a connection that drops
-            # mid-chunk still leaves its bytes on disk for the resume.
-            while chunk := response.raw.read1(CHUNK_SIZE, decode_content=False):
-                handle.write(chunk)
-                partial.update(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
-        raise _Retry(f"connection lost at byte {offset + received}: {_reason(exc)}",
-                     progressed=received > 0) from None
-    except ZooError:
-        partial.discard()  # a full disk: free the space rather than keep a fragment
-        raise
-    if total is not None and offset + received < total:
-        raise _Retry(f"connection closed at byte {offset + received} of {total}",
-                     progressed=received > 0)
-
-
-def _finish(partial: _Partial, pin: Pin) -> Downloaded:
-    size, digest = partial.size, partial.sha256()
-    remove_tree(partial.sidecar)
-    return _verified(Downloaded(partial.path, partial.url, digest, size), pin)
 
 
 def _verified(result: Downloaded, pin: Pin) -> Downloaded:
@@ -292,36 +443,28 @@ def _verified(result: Downloaded, pin: Pin) -> Downloaded:
     return result
 
 
-def _copy_local(url: str, dest: Path, pin: Pin, settings: Settings, bar: Any) -> Downloaded:
-    source = local_path(url)
-    try:
-        reader = open(source, "rb")
-    except FileNotFoundError:
-        raise _SourceFailed("no such file") from None
-    except OSError as exc:
-        raise _SourceFailed(exc.strerror or str(exc)) from None
-    hasher = hashlib.sha256()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with reader, bar, writing(dest), open(dest, "wb") as writer:
-            bar.reset(total=source.stat().st_size)
-            while block := reader.read(CHUNK_SIZE):
-                writer.write(block)
-                hasher.update(block)
-                bar.update(len(block))
-    except BaseException:
-        remove_tree(dest)
-        raise
-    return _verified(Downloaded(dest, url, hasher.hexdigest(), dest.stat().st_size), pin)
+class _NoBar:
+    """Stands in for tqdm when no bar is shown, so tqdm is never imported then."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def reset(self, total: int | None = None) -> None:
+        pass
+
+    def update(self, count: int) -> None:
+        pass
 
 
 def _progress_bar(label: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(
-        desc=label, unit="B", unit_scale=True, unit_divisor=1024,
-        disable=not enabled, file=sys.stderr, dynamic_ncols=True,
-    )  # fmt: skip
+    return tqdm(desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True)
 
 
 def _backoff(settings: Settings, failures: int) -> float:

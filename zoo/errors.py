@@ -79,6 +79,29 @@ class NotCachedError(ZooError):
     exit_code = 10
 
 
+class ConfigError(ZooError):
+    """A pipeline config or label map cannot be parsed or is malformed.
+
+    ``source``, ``line`` and ``column`` (1-based) locate the problem when it
+    has a place in a file, so callers such as ``zoo check --json`` can report
+    it without parsing the message.
+    """
+
+    exit_code = 11
+
+    def __init__(
+        self,
+        message: str,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.line = line
+        self.column = column
+
+
 EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -93,5 +116,6 @@ EXIT_CODES: dict[str, int] = {
         OfflineMissError,
         DiskFullError,
         NotCachedError,
+        ConfigError,
     )
 }

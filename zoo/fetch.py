@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cache import Cache, Entry, now
-from zoo.download import Pin, download
+from zoo.download import Pin, Transfer, download
 from zoo.errors import IntegrityError, NetworkError, OfflineMissError
-from zoo.extract import extract_archive, find_checkpoint, find_pipeline_config
+from zoo.extract import extract_stream, find_checkpoint, find_pipeline_config
 from zoo.fsutil import writing
 from zoo.registry import Model, Registry, load_registry
 from zoo.settings import Settings
@@ -111,13 +111,17 @@ def _install(
 ) -> Entry:
     archive_name = Path(model.url).name
     with cache.staging(model.name) as staged:
-        got = download(
+        with Transfer(
             sources, cache.partial_path(model.name, model.url),
             pin=pin, settings=settings, label=model.name, progress=progress,
-        )  # fmt: skip
+        ) as transfer:  # fmt: skip
+            extract_stream(
+                transfer, staged / "files", label=model.url,
+                archive_size=lambda: transfer.total or transfer.delivered,
+            )  # fmt: skip
+            got = transfer.finish()
         with writing(staged):
             shutil.move(got.path, staged / archive_name)
-        extract_archive(staged / archive_name, staged / "files")
         checkpoint = find_checkpoint(staged / "files", model.checkpoint)
         archive_config = _archive_config(model, staged)
         sample = _sample_config(model, cache, staged, settings, progress)

@@ -1,0 +1,973 @@
+"""Protocol-buffer text format without the protos: parse, query and edit a
+``pipeline.config`` while keeping every byte the user did not ask to change.
+
+The document *is* its text. Parsing builds a concrete syntax tree whose nodes
+carry their exact span of that text (as tree-sitter does): comments, blank
+lines, indentation, CRLF, tabs, ``,``/``;`` separators, quoting and number
+spelling all live inside or between the spans, so ``str(parse(text)) == text``
+holds by construction. An edit splices new text into the spans it touches and
+parses the result again, so the tree, and every node's 1-based ``line`` and
+``column``, always describe the current text. Nodes taken before an edit keep
+describing the text before it.
+
+We cannot ship the OD API's generated protos, so the parser does not know
+field types. It follows the text-format grammar (names, ``:``, ``{ }`` or
+``< >`` messages, ``[a, b]`` lists, ``[ext.name]`` extension fields, quoted
+strings with C escapes, adjacent strings concatenated, numbers such as
+``.04``, ``1e-8``, ``-4.6``, ``0x10``, ``1.0f``, ``-inf``, and identifiers for
+enums and booleans). Types appear only when a value is read (``Scalar.as_int``
+and friends say what TensorFlow would reject) or written (the Python type of
+the new value picks its spelling).
+
+Unquoted placeholders: two stale sample configs write ``fine_tune_checkpoint:
+PATH_TO_BE_CONFIGURED`` without quotes. The grammar allows a bare identifier
+as a value (that is how enums are written); only the field's string type makes
+TensorFlow reject it. So parsing is lenient: the value reads back as an
+``Identifier`` (a ``str`` subclass, so placeholder tests work on quoted and
+unquoted values alike), ``Scalar.as_str`` refuses it as TensorFlow would, and
+``find_placeholders`` reports it with ``kind == "identifier"`` so a checker can
+say both "still a placeholder" and "TensorFlow cannot parse this line".
+Setting the field writes a quoted string, which fixes both.
+
+Anything that is not text format raises ``ConfigError`` with
+``<source>:<line>:<column>: <what> near '<text>'``, and nothing else.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import NamedTuple, Union
+
+from zoo.errors import ConfigError, UsageError
+
+PLACEHOLDER = "PATH_TO_BE_CONFIGURED"
+
+# protobuf's own parsers stop at 100 levels; deeper input is garbage, and the
+# limit keeps the recursive descent far from Python's recursion limit.
+_MAX_DEPTH = 100
+_SNIPPET_CHARS = 60
+
+
+class Identifier(str):
+    """An unquoted word value: an enum (``V2``, ``SIGMOID``) or a bare placeholder.
+
+    Pass one to ``Document.set`` to write an enum value without quotes.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Identifier({str.__repr__(self)})"
+
+
+Value = Union[str, int, float, bool]  # an Identifier is a str
+NewValue = Union[Value, enum.Enum]  # an Enum member is written as its name
+
+
+# --------------------------------------------------------------------------
+# Source text and errors
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One immutable text with its name, shared by every node parsed from it."""
+
+    name: str
+    text: str
+    line_starts: tuple[int, ...]
+
+    @classmethod
+    def of(cls, text: str, name: str) -> _Source:
+        starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        return cls(name, text, tuple(starts))
+
+    def position(self, offset: int) -> tuple[int, int]:
+        index = bisect.bisect_right(self.line_starts, offset) - 1
+        return index + 1, offset - self.line_starts[index] + 1
+
+    def error(self, offset: int, what: str, near: str | None = None) -> ConfigError:
+        line, column = self.position(offset)
+        message = f"{self.name}:{line}:{column}: {what}"
+        snippet = _snippet(near or "")
+        if snippet:
+            message += f" near '{snippet}'"
+        return ConfigError(message, self.name, line, column)
+
+
+def _snippet(text: str) -> str:
+    """One short line: error messages stay one line even for a whole block."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _SNIPPET_CHARS else flat[: _SNIPPET_CHARS - 3] + "..."
+
+
+# --------------------------------------------------------------------------
+# Tokens
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>[ \t\r\n\v\f]+)
+  | (?P<comment>\#[^\n]*)
+  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<unterminated>["'])
+  | (?P<number>-?\.?[0-9][0-9A-Za-z_.+-]*|-[A-Za-z_][0-9A-Za-z_]*)
+  | (?P<ident>[A-Za-z_][0-9A-Za-z_]*)
+  | (?P<punct>[{}<>\[\]:,;./])
+    """,
+    re.VERBOSE,
+)
+_INT = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+_FLOAT = re.compile(
+    r"""-?(?:
+        (?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fF]?
+      | [0-9]+[eE][+-]?[0-9]+[fF]?
+      | [0-9]+[fF]
+      | (?i:inf(?:inity)?|nan)[fF]?
+    )""",
+    re.VERBOSE,
+)
+_IDENT = re.compile(r"[A-Za-z_][0-9A-Za-z_]*")
+_ESCAPE = re.compile(
+    r"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|([xuU])|(.))",
+    re.DOTALL,
+)
+_SIMPLE_ESCAPES = {
+    "a": b"\a", "b": b"\b", "f": b"\f", "n": b"\n", "r": b"\r", "t": b"\t",
+    "v": b"\v", "\\": b"\\", "'": b"'", '"': b'"', "?": b"?",
+}  # fmt: skip
+_TRUE = frozenset({"true", "True", "t"})
+_FALSE = frozenset({"false", "False", "f"})
+_CLOSER = {"{": "}", "<": ">"}
+
+
+class _Token(NamedTuple):
+    kind: str  # string | number | ident | punct
+    text: str
+    start: int
+    end: int
+
+
+def _tokenize(src: _Source) -> list[_Token]:
+    text, tokens, pos = src.text, [], 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise _bad_character(src, pos)
+        kind = match.lastgroup or ""
+        if kind == "unterminated":
+            raise src.error(pos, "string is not closed on its line", text[pos:].split("\n")[0])
+        if kind == "number" and not (_INT.fullmatch(match[0]) or _FLOAT.fullmatch(match[0])):
+            raise src.error(pos, "malformed number", match[0])
+        if kind == "string":
+            _unescape(match[0][1:-1], src, pos + 1)  # reject bad escapes where they stand
+        if kind not in ("space", "comment"):
+            tokens.append(_Token(kind, match[0], pos, match.end()))
+        pos = match.end()
+    return tokens
+
+
+def _bad_character(src: _Source, pos: int) -> ConfigError:
+    char = src.text[pos]
+    what = f"unexpected character {char!r} (U+{ord(char):04X} {unicodedata.name(char, '?')})"
+    if unicodedata.category(char) in ("Pi", "Pf"):
+        what += ": a typographic quote; write ' or \""
+    return src.error(pos, what, src.text[pos:].split("\n")[0])
+
+
+def _unescape(body: str, src: _Source, offset: int) -> bytes:
+    """C-style escapes as protobuf reads them; ``offset`` locates ``body`` for errors.
+
+    Unknown escapes such as ``\\T`` in ``"C:\\Temp"`` keep their backslash,
+    as protobuf's Python parser (the one TensorFlow uses) does.
+    """
+    out, pos = bytearray(), 0
+    for match in _ESCAPE.finditer(body):
+        out += body[pos : match.start()].encode("utf-8")
+        out += _escape_bytes(match, src, offset + match.start())
+        pos = match.end()
+    out += body[pos:].encode("utf-8")
+    return bytes(out)
+
+
+def _escape_bytes(match: re.Match[str], src: _Source, offset: int) -> bytes:
+    octal, hex2, hex4, hex8, truncated, simple = match.groups()
+    if octal:
+        if int(octal, 8) > 0xFF:
+            raise src.error(offset, "octal escape above \\377", match[0])
+        return bytes([int(octal, 8)])
+    if hex2:
+        return bytes([int(hex2, 16)])
+    if truncated:
+        raise src.error(offset, f"malformed \\{truncated} escape (write \\\\ for a backslash)", match[0])
+    if simple is not None:
+        return _SIMPLE_ESCAPES.get(simple, b"\\" + simple.encode("utf-8"))
+    try:
+        return chr(int(hex4 or hex8, 16)).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        raise src.error(offset, "escape is not a Unicode character", match[0]) from None
+
+
+# --------------------------------------------------------------------------
+# Nodes
+
+
+@dataclass(eq=False, kw_only=True)
+class Node:
+    """A span of the source text; equality is identity."""
+
+    src: _Source = field(repr=False)
+    start: int
+    end: int
+
+    @property
+    def line(self) -> int:
+        return self.src.position(self.start)[0]
+
+    @property
+    def column(self) -> int:
+        return self.src.position(self.start)[1]
+
+    @property
+    def text(self) -> str:
+        """Exactly the source text of this node."""
+        return self.src.text[self.start : self.end]
+
+    def error(self, what: str, near: str | None = None) -> ConfigError:
+        """A ConfigError located at this node, quoting its text unless told otherwise."""
+        return self.src.error(self.start, what, self.text if near is None else near)
+
+
+@dataclass(eq=False, kw_only=True)
+class Scalar(Node):
+    """One value: a string (adjacent literals joined), a number or an identifier."""
+
+    kind: str  # "string" | "number" | "identifier"
+    parts: tuple[str, ...]  # the literal tokens; several only for "a" "b"
+
+    @property
+    def value(self) -> Value:
+        """The natural Python value: str, int, float, bool (true/false), or Identifier."""
+        if self.kind == "string":
+            return self.as_str()
+        if self.kind == "number":
+            return int(self.as_float()) if _INT.fullmatch(self.text) is None and False else self._number()
+        if self.text in ("true", "True", "false", "False"):
+            return self.text.lower() == "true"
+        return Identifier(self.text)
+
+    def _number(self) -> int | float:
+        return self.as_int() if _INT.fullmatch(self.text) else self.as_float()
+
+    def as_bytes(self) -> bytes:
+        if self.kind != "string":
+            raise self.error("expected a quoted string")
+        return b"".join(_unescape(part[1:-1], self.src, self.start) for part in self.parts)
+
+    def as_str(self) -> str:
+        try:
+            return self.as_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.error("string is not valid UTF-8 once unescaped") from None
+
+    def as_int(self) -> int:
+        if self.kind != "number" or not _INT.fullmatch(self.text):
+            raise self.error("expected an integer")
+        digits = self.text.lstrip("-")
+        sign = -1 if self.text.startswith("-") else 1
+        if digits[:2] in ("0x", "0X"):
+            return sign * int(digits, 16)
+        return sign * int(digits, 8 if len(digits) > 1 and digits[0] == "0" else 10)
+
+    def as_float(self) -> float:
+        spelling = self.text.lower()
+        if self.kind == "identifier" and _FLOAT.fullmatch(spelling) is None:
+            raise self.error("expected a number")
+        if self.kind == "string":
+            raise self.error("expected a number")
+        if _INT.fullmatch(spelling):
+            return float(self.as_int())
+        if spelling.endswith("f") and not spelling.endswith("inf"):
+            spelling = spelling[:-1]
+        return float(spelling)
+
+    def as_bool(self) -> bool:
+        if self.text in _TRUE or self.text == "1":
+            return True
+        if self.text in _FALSE or self.text == "0":
+            return False
+        raise self.error("expected true or false")
+
+    def as_identifier(self) -> Identifier:
+        if self.kind != "identifier":
+            raise self.error("expected an unquoted enum value")
+        return Identifier(self.text)
+
+
+@dataclass(eq=False, kw_only=True)
+class Message(Node):
+    """``{ fields }`` or ``< fields >``; the document root has no braces (``open == ""``)."""
+
+    open: str
+    fields: list[Field]
+
+    @property
+    def body_start(self) -> int:
+        return self.start + len(self.open)
+
+
+@dataclass(eq=False, kw_only=True)
+class ListValue(Node):
+    """``[a, b]``: the items of one field written as a list."""
+
+    items: list[Scalar | Message]
+
+
+Item = Union[Scalar, Message]
+
+
+@dataclass(eq=False, kw_only=True)
+class Field(Node):
+    """``name: value`` or ``name { ... }``; ``end`` stops before a trailing ``,``/``;``."""
+
+    name: str  # "train_config", or "[pkg.ext]" for an extension
+    value: Scalar | Message | ListValue
+    sep_end: int  # end including the trailing separator, if any
+
+    @property
+    def items(self) -> list[Item]:
+        return list(self.value.items) if isinstance(self.value, ListValue) else [self.value]
+
+
+# --------------------------------------------------------------------------
+# Parser
+
+
+class _Parser:
+    def __init__(self, src: _Source) -> None:
+        self.src = src
+        self.tokens = _tokenize(src)
+        self.pos = 0
+
+    def document(self) -> Message:
+        fields = self.fields(None, 0)
+        return Message(src=self.src, start=0, end=len(self.src.text), open="", fields=fields)
+
+    def peek(self, ahead: int = 0) -> _Token | None:
+        index = self.pos + ahead
+        return self.tokens[index] if index < len(self.tokens) else None
+
+    def take(self) -> _Token:
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def accept(self, *texts: str) -> _Token | None:
+        token = self.peek()
+        if token is not None and token.kind == "punct" and token.text in texts:
+            return self.take()
+        return None
+
+    def fail(self, token: _Token | None, what: str) -> ConfigError:
+        if token is None:
+            return self.src.error(len(self.src.text), f"{what}, found the end of the file")
+        return self.src.error(token.start, what, token.text)
+
+    def fields(self, opener: _Token | None, depth: int) -> list[Field]:
+        closer = _CLOSER[opener.text] if opener else None
+        fields = []
+        while True:
+            token = self.peek()
+            if token is None and opener is not None:
+                line = self.src.position(opener.start)[0]
+                raise self.fail(None, f"'{opener.text}' opened on line {line} is not closed")
+            if token is None or (token.kind == "punct" and token.text == closer):
+                return fields
+            fields.append(self.field(depth))
+
+    def field(self, depth: int) -> Field:
+        name_token = self.take()
+        if name_token.kind == "ident":
+            name = name_token.text
+        elif name_token.text == "[":
+            name = self.extension_name()
+        else:
+            raise self.fail(name_token, "expected a field name")
+        colon = self.accept(":")
+        token = self.peek()
+        value: Scalar | Message | ListValue
+        if token is not None and token.text in _CLOSER and token.kind == "punct":
+            value = self.message(depth + 1)
+        elif token is not None and token.text == "[" and token.kind == "punct":
+            value = self.list_value(depth + 1, scalars=colon is not None)
+        elif colon is not None:
+            value = self.scalar(name_token, name)
+        else:
+            raise self.fail(token, f"expected ':' or '{{' after '{name}'")
+        separator = self.accept(",", ";")
+        sep_end = separator.end if separator else value.end
+        return Field(src=self.src, start=name_token.start, end=value.end, name=name, value=value, sep_end=sep_end)
+
+    def extension_name(self) -> str:
+        parts = [self.identifier()]
+        while separator := self.accept(".", "/"):
+            parts += [separator.text, self.identifier()]
+        if not self.accept("]"):
+            raise self.fail(self.peek(), "expected ']' to end the extension name")
+        return "[" + "".join(parts) + "]"
+
+    def identifier(self) -> str:
+        token = self.peek()
+        if token is None or token.kind != "ident":
+            raise self.fail(token, "expected a name")
+        return self.take().text
+
+    def message(self, depth: int) -> Message:
+        opener = self.take()
+        if depth > _MAX_DEPTH:
+            raise self.fail(opener, f"messages nested deeper than {_MAX_DEPTH} levels")
+        fields = self.fields(opener, depth)
+        closer = self.take()
+        return Message(src=self.src, start=opener.start, end=closer.end, open=opener.text, fields=fields)
+
+    def list_value(self, depth: int, scalars: bool) -> ListValue:
+        opener = self.take()
+        items: list[Item] = []
+        if not self.accept("]"):
+            items.append(self.list_item(depth, scalars))
+            while self.accept(","):
+                items.append(self.list_item(depth, scalars))
+            if not self.accept("]"):
+                raise self.fail(self.peek(), "expected ',' or ']' in the list")
+        end = self.tokens[self.pos - 1].end
+        return ListValue(src=self.src, start=opener.start, end=end, items=items)
+
+    def list_item(self, depth: int, scalars: bool) -> Item:
+        token = self.peek()
+        if token is not None and token.kind == "punct" and token.text in _CLOSER:
+            return self.message(depth)
+        if not scalars:
+            raise self.fail(token, "a list of values needs ':' after the field name")
+        return self.scalar(token, None)
+
+    def scalar(self, name_token: _Token | None, name: str | None) -> Scalar:
+        token = self.peek()
+        if token is None or token.kind == "punct":
+            raise self.missing_value(name_token, name, token)
+        parts = [self.take()]
+        while parts[0].kind == "string" and (nxt := self.peek()) is not None and nxt.kind == "string":
+            parts.append(self.take())
+        if token.kind == "ident":
+            self.reject_field_as_value(name_token, name, token)
+        kind = {"ident": "identifier"}.get(token.kind, token.kind)
+        texts = tuple(part.text for part in parts)
+        return Scalar(src=self.src, start=parts[0].start, end=parts[-1].end, kind=kind, parts=texts)
+
+    def reject_field_as_value(self, name_token: _Token | None, name: str | None, value: _Token) -> None:
+        """``batch_size:`` with nothing after it swallows the next line's field name."""
+        following = self.peek()
+        if following is not None and following.kind == "punct" and following.text in ":{<":
+            line = self.src.position(value.start)[0]
+            raise self.missing_value(name_token, name, None, f" (line {line} starts field '{value.text}')")
+
+    def missing_value(
+        self, name_token: _Token | None, name: str | None, found: _Token | None, why: str = ""
+    ) -> ConfigError:
+        if name_token is None or name is None:  # inside a list: nothing better to point at
+            return self.fail(found, "expected a value")
+        near = f"{name}:" if found is None else found.text
+        return self.src.error(name_token.start, f"'{name}' has no value{why}", near)
+
+
+def parse(text: str, source: str = "<string>") -> Document:
+    """The document for ``text``; ``source`` names it in error messages."""
+    return Document(text, source)
+
+
+def parse_file(path: str | PathLike[str]) -> Document:
+    """Read a UTF-8 file (CRLF kept) and parse it, naming the path in errors."""
+    return parse(read_text(path), str(path))
+
+
+def read_text(path: str | PathLike[str]) -> str:
+    """A file's text exactly: no newline translation, and ConfigError for bad bytes."""
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}", name) from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        good = data[: exc.start].decode("utf-8")
+        src = _Source.of(good, name)
+        raise src.error(len(good), f"not UTF-8 text: byte 0x{data[exc.start]:02x}") from None
+
+
+# --------------------------------------------------------------------------
+# Paths
+
+
+@dataclass(frozen=True)
+class _Step:
+    name: str
+    index: int | None
+
+
+_PATH_STEP = re.compile(r"(\[[A-Za-z0-9_./]+\]|[A-Za-z_][A-Za-z0-9_]*)(?:\[([0-9]+)\])?")
+
+
+def _parse_path(path: str) -> list[_Step]:
+    """``a.b[2].[ext.name].c`` -> steps; extension names keep their brackets."""
+    steps, pos = [], 0
+    while True:
+        match = _PATH_STEP.match(path, pos)
+        if match is None:
+            raise UsageError(f"invalid field path {path!r} at character {pos + 1}")
+        steps.append(_Step(match[1], int(match[2]) if match[2] else None))
+        pos = match.end()
+        if pos == len(path):
+            return steps
+        if path[pos] != ".":
+            raise UsageError(f"invalid field path {path!r} at character {pos + 1}")
+        pos += 1
+
+
+def _occurrences(message: Message, name: str) -> list[tuple[Field, Item]]:
+    """Every value of ``name`` in ``message``: repeated lines and list items alike."""
+    return [(f, item) for f in message.fields if f.name == name for item in f.items]
+
+
+# --------------------------------------------------------------------------
+# Document
+
+
+@dataclass(frozen=True)
+class _Style:
+    eol: str
+    indent: str
+    quote: str
+
+
+@dataclass(frozen=True)
+class _Splice:
+    start: int
+    end: int
+    text: str
+
+
+_REST_OF_LINE_BLANK = re.compile(r"[ \t\f\v\r]*(?:#[^\n]*)?(?:\n|\Z)")
+_HSPACE = re.compile(r"[ \t]*")
+
+
+class Document:
+    """A parsed text-format file that edits like a careful human would."""
+
+    def __init__(self, text: str, source: str = "<string>") -> None:
+        self.source = source
+        self._load(text)
+
+    def _load(self, text: str) -> None:
+        self.root = _Parser(_Source.of(text, self.source)).document()
+        self._style: _Style | None = None
+
+    @property
+    def text(self) -> str:
+        return self.root.src.text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __contains__(self, path: str) -> bool:
+        return bool(self._resolve(_parse_path(path)))
+
+    # -- reading
+
+    def nodes(self, path: str) -> list[Item]:
+        """Every node at ``path``. A step without an index takes all its
+        occurrences (repeated fields and ``[a, b]`` items); ``name[i]`` takes
+        the i-th within each parent."""
+        return [item for _, item in self._resolve(_parse_path(path))]
+
+    def get(self, path: str, default: Value | None = None) -> Value | None:
+        """The one value at ``path``, or ``default`` when the field is absent.
+
+        ConfigError when the path holds a message or several values (then use
+        ``get_all`` or an index): a caller never silently gets one of many.
+        """
+        items = self.nodes(path)
+        if not items:
+            return default
+        if len(items) > 1:
+            lines = ", ".join(str(item.line) for item in items[:5])
+            raise items[1].error(f"'{path}' has {len(items)} values (lines {lines}); use get_all or an index")
+        return _scalar(items[0], path).value
+
+    def get_all(self, path: str) -> list[Value]:
+        """All values at ``path`` (repeated lines and list items), in file order."""
+        return [_scalar(item, path).value for item in self.nodes(path)]
+
+    def walk(self) -> Iterator[tuple[str, Scalar]]:
+        """Every scalar with a path that ``get``/``set`` resolve to exactly it."""
+        yield from _walk(self.root, "")
+
+    # -- editing
+
+    def set(self, path: str, value: NewValue) -> None:
+        """Replace the one value at ``path``, or insert the field (and any
+        missing parent messages) beside its closest-named sibling, in the
+        file's indentation, line ending and quote style."""
+        steps = _parse_path(path)
+        found = self._resolve(steps)
+        if len(found) > 1:
+            raise found[1][1].error(f"'{path}' has {len(found)} values; use set_all or an index")
+        if found:
+            node = _scalar(found[0][1], path)
+            self._apply([_Splice(node.start, node.end, self._spell(value, _quote_of(node)))])
+            return
+        parent, missing = self._parent_for_insert(steps, path)
+        leaf = f"{steps[-1].name}: {self._spell(value, None)}"
+        self._apply([self._insertion(parent, missing or [steps[-1].name], _nest(missing, [leaf]))])
+
+    def set_all(self, path: str, values: Sequence[NewValue]) -> None:
+        """Make the repeated scalar at ``path`` hold exactly ``values``.
+
+        ``[a, b]`` list syntax stays a list; repeated lines become one line per
+        value where the first one stood; an empty sequence deletes the field.
+        """
+        steps = _parse_path(path)
+        if steps[-1].index is not None:
+            raise UsageError(f"set_all takes a repeated field, not one element: {path!r}")
+        parent, missing = self._parent_for_insert(steps, path)
+        name = steps[-1].name
+        fields = [] if missing else [f for f in parent.fields if f.name == name]
+        scalars = [_scalar(item, path) for f in fields for item in f.items]
+        quote = next((_quote_of(s) for s in scalars if s.kind == "string"), None)
+        spelled = [self._spell(value, quote) for value in values]
+        lines = [f"{name}: {text}" for text in spelled]
+        if not fields:
+            if lines:
+                self._apply([self._insertion(parent, missing or [name], _nest(missing, lines))])
+            return
+        if not spelled:
+            self._apply([self._removal(f) for f in fields])
+            return
+        self._apply([self._rewrite(fields[0], spelled, lines)] + [self._removal(f) for f in fields[1:]])
+
+    def delete(self, path: str) -> int:
+        """Remove every field at ``path`` (whole lines where they stand alone,
+        with their end-of-line comments); returns how many were removed."""
+        steps = _parse_path(path)
+        found = self._resolve(steps)
+        fields = list(dict.fromkeys(f for f, _ in found))
+        if steps[-1].index is not None and any(isinstance(f.value, ListValue) for f in fields):
+            raise fields[0].error(f"'{path}' is one item of a list; use set_all to change the list")
+        if fields:
+            self._apply([self._removal(f) for f in fields])
+        return len(fields)
+
+    # -- internals
+
+    def _resolve(self, steps: list[_Step]) -> list[tuple[Field, Item]]:
+        messages, found = [self.root], []
+        for depth, step in enumerate(steps):
+            found = []
+            for message in messages:
+                occurrences = _occurrences(message, step.name)
+                found += occurrences if step.index is None else occurrences[step.index : step.index + 1]
+            if depth < len(steps) - 1:
+                messages = [_message(item, step.name) for _, item in found]
+        return found
+
+    def _parent_for_insert(self, steps: list[_Step], path: str) -> tuple[Message, list[str]]:
+        """The message to insert the leaf into, and the names of the messages
+        still to create under it (then the leaf goes into the innermost)."""
+        message = self.root
+        for depth, step in enumerate(steps):
+            occurrences = [item for _, item in _occurrences(message, step.name)]
+            chosen = occurrences if step.index is None else occurrences[step.index : step.index + 1]
+            if depth == len(steps) - 1 or not chosen:
+                _check_appendable(steps[depth:], len(occurrences), message, path)
+                return message, [s.name for s in steps[depth:-1]]
+            if len(chosen) > 1:
+                raise chosen[1].error(f"'{step.name}' occurs {len(chosen)} times; name one with an index in '{path}'")
+            message = _message(chosen[0], step.name)
+        raise AssertionError("unreachable: the loop returns at the last step")
+
+    @property
+    def style(self) -> _Style:
+        if self._style is None:
+            self._style = _detect_style(self.root)
+        return self._style
+
+    def _spell(self, value: NewValue, quote: str | None) -> str:
+        if isinstance(value, enum.Enum):
+            value = Identifier(value.name)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, Identifier):
+            if not _IDENT.fullmatch(value):
+                raise UsageError(f"not an enum identifier: {value!r}")
+            return str(value)
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float):
+            return _spell_float(value)
+        if isinstance(value, str):
+            return _quote(value, quote or self.style.quote)
+        raise TypeError(f"cannot write a {type(value).__name__} into a config: {value!r}")
+
+    def _insertion(self, parent: Message, names: list[str], lines: list[tuple[int, str]]) -> _Splice:
+        """Where and how a new field goes: on its own line after its anchor
+        sibling when that sibling ends its line, else inline after it."""
+        text = self.text
+        anchor = _anchor(parent.fields, names[0])
+        if anchor is not None:
+            pos = anchor.sep_end
+        else:
+            pos = parent.body_start if parent.open else len(text)
+        if not _REST_OF_LINE_BLANK.match(text, pos):
+            pad = " " if text[pos : pos + 1] in ("}", ">") else ""
+            return _Splice(pos, pos, " " + " ".join(line for _, line in lines) + pad)
+        indent = self._indent_for(parent, anchor)
+        block = self.style.eol.join(indent + self.style.indent * depth + line for depth, line in lines)
+        line_end = _line_end(text, pos)
+        if line_end == len(text) and text and not text.endswith("\n"):
+            return _Splice(line_end, line_end, self.style.eol + block)  # keep "no final newline"
+        return _Splice(line_end, line_end, block + self.style.eol)
+
+    def _indent_for(self, parent: Message, anchor: Field | None) -> str:
+        if anchor is not None and _starts_line(self.text, anchor.start):
+            return _line_indent(self.text, anchor.start)
+        if not parent.open:
+            return ""
+        return _line_indent(self.text, parent.start) + self.style.indent
+
+    def _rewrite(self, first: Field, spelled: list[str], lines: list[str]) -> _Splice:
+        """``first`` rewritten to hold all values, in its own syntax."""
+        if isinstance(first.value, ListValue):
+            return _Splice(first.value.start, first.value.end, "[" + ", ".join(spelled) + "]")
+        if _starts_line(self.text, first.start):
+            joiner = self.style.eol + _line_indent(self.text, first.start)
+        else:
+            joiner = " "
+        return _Splice(first.start, first.end, joiner.join(lines))
+
+    def _removal(self, target: Field) -> _Splice:
+        """Whole lines when the field stands alone on them, else just its text."""
+        text, start, end = self.text, target.start, target.sep_end
+        line_start = text.rfind("\n", 0, start) + 1
+        if _starts_line(text, start) and _REST_OF_LINE_BLANK.match(text, end):
+            line_end = _line_end(text, end)
+            if line_end == len(text) and not text.endswith("\n") and line_start > 0:
+                line_start -= 2 if text[line_start - 2 : line_start] == "\r\n" else 1
+            return _Splice(line_start, line_end, "")
+        after = _HSPACE.match(text, end).end()  # type: ignore[union-attr]  # matches empty
+        if after < len(text) and text[after] not in "\r\n":
+            return _Splice(start, after, "")
+        before = start
+        while before > line_start and text[before - 1] in " \t":
+            before -= 1
+        return _Splice(before, after, "")
+
+    def _apply(self, splices: list[_Splice]) -> None:
+        text = self.text
+        merged: list[_Splice] = []
+        for splice in sorted(splices, key=lambda s: (s.start, s.end)):
+            if merged and splice.start < merged[-1].end:
+                # Two removals on one line may overlap by the space between them.
+                if splice.text or merged[-1].text:
+                    raise AssertionError(f"overlapping edits {merged[-1]} and {splice}")
+                merged[-1] = _Splice(merged[-1].start, max(merged[-1].end, splice.end), "")
+            else:
+                merged.append(splice)
+        for splice in reversed(merged):
+            text = text[: splice.start] + splice.text + text[splice.end :]
+        self._load(text)
+
+
+def _walk(message: Message, prefix: str) -> Iterator[tuple[str, Scalar]]:
+    counts = Counter(f.name for f in message.fields for _ in f.items)
+    seen: Counter[str] = Counter()
+    for f, item in ((f, item) for f in message.fields for item in f.items):
+        index = f"[{seen[f.name]}]" if counts[f.name] > 1 else ""
+        seen[f.name] += 1
+        if isinstance(item, Message):
+            yield from _walk(item, f"{prefix}{f.name}{index}.")
+        else:
+            yield f"{prefix}{f.name}{index}", item
+
+
+def _scalar(item: Item, path: str) -> Scalar:
+    if isinstance(item, Message):
+        raise item.error(f"'{path}' is a message, not a value")
+    return item
+
+
+def _message(item: Item, name: str) -> Message:
+    if isinstance(item, Scalar):
+        raise item.error(f"'{name}' is a value, not a message")
+    return item
+
+
+def _check_appendable(steps: list[_Step], present: int, parent: Message, path: str) -> None:
+    """A new occurrence may only be ``name`` or ``name[count]``: no gaps."""
+    for step, count in zip(steps, [present] + [0] * len(steps)):
+        if step.index is not None and step.index != count:
+            where = "the file" if not parent.open else f"line {parent.line}"
+            raise parent.error(
+                f"cannot create '{step.name}[{step.index}]' for '{path}': {count} present in {where}", ""
+            )
+
+
+def _nest(parents: list[str], leaves: list[str]) -> list[tuple[int, str]]:
+    """Lines (depth, text) of ``leaves`` wrapped in new ``parents`` messages."""
+    depth = len(parents)
+    return (
+        [(d, f"{name} {{") for d, name in enumerate(parents)]
+        + [(depth, leaf) for leaf in leaves]
+        + [(d, "}") for d in reversed(range(depth))]
+    )
+
+
+def _anchor(fields: list[Field], name: str) -> Field | None:
+    """The sibling a new field goes after: the last one sharing the most
+    leading words (``fine_tune_checkpoint_version`` lands beside
+    ``fine_tune_checkpoint_type``), else the last field."""
+    words = name.split("_")
+    best, best_shared = None, 0
+    for sibling in fields:
+        shared = 0
+        for mine, theirs in zip(words, sibling.name.split("_")):
+            if mine != theirs:
+                break
+            shared += 1
+        if shared and shared >= best_shared:
+            best, best_shared = sibling, shared
+    return best or (fields[-1] if fields else None)
+
+
+def _detect_style(root: Message) -> _Style:
+    text = root.src.text
+    crlf = text.count("\r\n")
+    eol = "\r\n" if crlf and crlf * 2 >= text.count("\n") else "\n"
+    indents: Counter[str] = Counter()
+    quotes: Counter[str] = Counter()
+    stack = [root]
+    while stack:
+        message = stack.pop()
+        parent_indent = _line_indent(text, message.start) if message.open else None
+        for f in message.fields:
+            own = _line_indent(text, f.start)
+            if parent_indent is not None and _starts_line(text, f.start) and own.startswith(parent_indent):
+                indents[own[len(parent_indent) :]] += 1
+            for item in f.items:
+                if isinstance(item, Message):
+                    stack.append(item)
+                elif item.kind == "string":
+                    quotes[item.parts[0][0]] += 1
+    indents.pop("", None)
+    indent = indents.most_common(1)[0][0] if indents else "  "
+    quote = "'" if quotes["'"] > quotes['"'] else '"'
+    return _Style(eol, indent, quote)
+
+
+def _line_indent(text: str, offset: int) -> str:
+    start = text.rfind("\n", 0, offset) + 1
+    return _HSPACE.match(text, start)[0]  # type: ignore[index]  # matches empty
+
+
+def _starts_line(text: str, offset: int) -> bool:
+    start = text.rfind("\n", 0, offset) + 1
+    return not text[start:offset].strip()
+
+
+def _line_end(text: str, offset: int) -> int:
+    newline = text.find("\n", offset)
+    return len(text) if newline < 0 else newline + 1
+
+
+def _quote_of(node: Scalar) -> str | None:
+    return node.parts[0][0] if node.kind == "string" else None
+
+
+def _quote(value: str, quote: str) -> str:
+    escaped = value.translate(_ESCAPES_FOR[quote])
+    return f"{quote}{escaped}{quote}"
+
+
+def _escape_table(quote: str) -> dict[int, str]:
+    table = {code: f"\\{code:03o}" for code in [*range(0x20), 0x7F]}
+    table.update({ord("\\"): "\\\\", ord(quote): "\\" + quote, 10: "\\n", 13: "\\r", 9: "\\t"})
+    return table
+
+
+_ESCAPES_FOR = {quote: _escape_table(quote) for quote in "\"'"}
+
+
+def _spell_float(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return repr(value)  # shortest spelling that reads back to the same float
+
+
+# --------------------------------------------------------------------------
+# Pipeline helpers
+
+
+@dataclass(frozen=True)
+class Found:
+    """A scalar found by ``find_all``, with the path that reaches it."""
+
+    path: str
+    node: Scalar
+
+    @property
+    def line(self) -> int:
+        return self.node.line
+
+
+def find_all(doc: Document, predicate: Callable[[str, Scalar], bool]) -> list[Found]:
+    """Every scalar for which ``predicate(path, node)`` holds, in file order."""
+    return [Found(path, node) for path, node in doc.walk() if predicate(path, node)]
+
+
+def find_placeholders(doc: Document, marker: str = PLACEHOLDER) -> list[Found]:
+    """Strings containing ``marker`` and bare identifiers equal to it.
+
+    Tested on the literal text so a value with a broken escape is still found.
+    """
+
+    def holds(_path: str, node: Scalar) -> bool:
+        return node.kind in ("string", "identifier") and marker in node.text
+
+    return find_all(doc, holds)
+
+
+def meta_architecture(doc: Document) -> str:
+    """The one message inside ``model``: ``ssd``, ``faster_rcnn``, ``center_net`` ..."""
+    models = doc.nodes("model")
+    if not models:
+        raise ConfigError(f"{doc.source}: no 'model' block", doc.source)
+    if len(models) > 1:
+        raise models[1].error(f"'model' given {len(models)} times")
+    model = _message(models[0], "model")
+    inner = [f.name for f in model.fields if isinstance(f.value, Message)]
+    if len(inner) != 1:
+        found = ", ".join(inner) or "none"
+        raise model.error(f"'model' must hold exactly one meta-architecture block, found: {found}")
+    return inner[0]
+
+
+def num_classes_path(doc: Document) -> str:
+    """Where this config keeps ``num_classes``, e.g. ``model.center_net.num_classes``."""
+    return f"model.{meta_architecture(doc)}.num_classes"
