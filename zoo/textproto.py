@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from zoo.errors import ConfigError, UsageError
 
@@ -69,8 +69,8 @@ class Identifier(str):
         return f"Identifier({str.__repr__(self)})"
 
 
-Value = Union[str, int, float, bool]  # an Identifier is a str
-NewValue = Union[Value, enum.Enum]  # an Enum member is written as its name
+Value = str | int | float | bool  # an Identifier is a str
+NewValue = Value | enum.Enum  # an Enum member is written as its name
 
 
 # --------------------------------------------------------------------------
@@ -124,10 +124,14 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
+# Spellings as protobuf's Python parser (TensorFlow's) reads them: integers
+# in decimal, hex or leading-zero octal; floats through float(), so "08" is a
+# float but not an integer, and hex is an integer but not a float.
 _INT = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 _FLOAT = re.compile(
     r"""-?(?:
-        (?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fF]?
+        [0-9]+
+      | (?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fF]?
       | [0-9]+[eE][+-]?[0-9]+[fF]?
       | [0-9]+[fF]
       | (?i:inf(?:inity)?|nan)[fF]?
@@ -191,28 +195,28 @@ def _unescape(body: str, src: _Source, offset: int) -> bytes:
     out, pos = bytearray(), 0
     for match in _ESCAPE.finditer(body):
         out += body[pos : match.start()].encode("utf-8")
-        out += _escape_bytes(match, src, offset + match.start())
+        out += _escape_bytes(match, src, offset + match.start(), body[match.start() :])
         pos = match.end()
     out += body[pos:].encode("utf-8")
     return bytes(out)
 
 
-def _escape_bytes(match: re.Match[str], src: _Source, offset: int) -> bytes:
+def _escape_bytes(match: re.Match[str], src: _Source, offset: int, near: str) -> bytes:
     octal, hex2, hex4, hex8, truncated, simple = match.groups()
     if octal:
         if int(octal, 8) > 0xFF:
-            raise src.error(offset, "octal escape above \\377", match[0])
+            raise src.error(offset, "octal escape above \\377", near)
         return bytes([int(octal, 8)])
     if hex2:
         return bytes([int(hex2, 16)])
     if truncated:
-        raise src.error(offset, f"malformed \\{truncated} escape (write \\\\ for a backslash)", match[0])
+        raise src.error(offset, f"malformed \\{truncated} escape (write \\\\ for a backslash)", near)
     if simple is not None:
         return _SIMPLE_ESCAPES.get(simple, b"\\" + simple.encode("utf-8"))
     try:
         return chr(int(hex4 or hex8, 16)).encode("utf-8")
     except (ValueError, UnicodeEncodeError):
-        raise src.error(offset, "escape is not a Unicode character", match[0]) from None
+        raise src.error(offset, "escape is not a Unicode character", near) from None
 
 
 # --------------------------------------------------------------------------
@@ -254,17 +258,17 @@ class Scalar(Node):
 
     @property
     def value(self) -> Value:
-        """The natural Python value: str, int, float, bool (true/false), or Identifier."""
+        """The natural Python value: str; int or float as spelled; bool for
+        true/false; float for inf/nan (as protobuf prints them); else Identifier."""
         if self.kind == "string":
             return self.as_str()
-        if self.kind == "number":
-            return int(self.as_float()) if _INT.fullmatch(self.text) is None and False else self._number()
+        if _INT.fullmatch(self.text):
+            return self.as_int()
+        if _FLOAT.fullmatch(self.text):
+            return self.as_float()
         if self.text in ("true", "True", "false", "False"):
             return self.text.lower() == "true"
         return Identifier(self.text)
-
-    def _number(self) -> int | float:
-        return self.as_int() if _INT.fullmatch(self.text) else self.as_float()
 
     def as_bytes(self) -> bytes:
         if self.kind != "string":
@@ -287,13 +291,9 @@ class Scalar(Node):
         return sign * int(digits, 8 if len(digits) > 1 and digits[0] == "0" else 10)
 
     def as_float(self) -> float:
+        if self.kind == "string" or not _FLOAT.fullmatch(self.text):
+            raise self.error("expected a floating-point number")  # identifiers pass as inf/nan
         spelling = self.text.lower()
-        if self.kind == "identifier" and _FLOAT.fullmatch(spelling) is None:
-            raise self.error("expected a number")
-        if self.kind == "string":
-            raise self.error("expected a number")
-        if _INT.fullmatch(spelling):
-            return float(self.as_int())
         if spelling.endswith("f") and not spelling.endswith("inf"):
             spelling = spelling[:-1]
         return float(spelling)
@@ -330,7 +330,7 @@ class ListValue(Node):
     items: list[Scalar | Message]
 
 
-Item = Union[Scalar, Message]
+Item = Scalar | Message
 
 
 @dataclass(eq=False, kw_only=True)
@@ -360,9 +360,11 @@ class _Parser:
         fields = self.fields(None, 0)
         return Message(src=self.src, start=0, end=len(self.src.text), open="", fields=fields)
 
-    def peek(self, ahead: int = 0) -> _Token | None:
-        index = self.pos + ahead
-        return self.tokens[index] if index < len(self.tokens) else None
+    # Only punctuation tokens can read "{", "}", "[", ":" ..., so comparing a
+    # token's text is enough; accept() checks the kind for clarity anyway.
+
+    def peek(self) -> _Token | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
 
     def take(self) -> _Token:
         token = self.tokens[self.pos]
@@ -382,13 +384,13 @@ class _Parser:
 
     def fields(self, opener: _Token | None, depth: int) -> list[Field]:
         closer = _CLOSER[opener.text] if opener else None
-        fields = []
+        fields: list[Field] = []
         while True:
             token = self.peek()
             if token is None and opener is not None:
                 line = self.src.position(opener.start)[0]
                 raise self.fail(None, f"'{opener.text}' opened on line {line} is not closed")
-            if token is None or (token.kind == "punct" and token.text == closer):
+            if token is None or token.text == closer:
                 return fields
             fields.append(self.field(depth))
 
@@ -403,17 +405,19 @@ class _Parser:
         colon = self.accept(":")
         token = self.peek()
         value: Scalar | Message | ListValue
-        if token is not None and token.text in _CLOSER and token.kind == "punct":
+        if token is not None and token.text in _CLOSER:
             value = self.message(depth + 1)
-        elif token is not None and token.text == "[" and token.kind == "punct":
+        elif token is not None and token.text == "[":
             value = self.list_value(depth + 1, scalars=colon is not None)
         elif colon is not None:
-            value = self.scalar(name_token, name)
+            value = self.scalar((name, name_token.start))
         else:
             raise self.fail(token, f"expected ':' or '{{' after '{name}'")
         separator = self.accept(",", ";")
         sep_end = separator.end if separator else value.end
-        return Field(src=self.src, start=name_token.start, end=value.end, name=name, value=value, sep_end=sep_end)
+        return Field(
+            src=self.src, start=name_token.start, end=value.end, name=name, value=value, sep_end=sep_end
+        )
 
     def extension_name(self) -> str:
         parts = [self.identifier()]
@@ -435,7 +439,9 @@ class _Parser:
             raise self.fail(opener, f"messages nested deeper than {_MAX_DEPTH} levels")
         fields = self.fields(opener, depth)
         closer = self.take()
-        return Message(src=self.src, start=opener.start, end=closer.end, open=opener.text, fields=fields)
+        return Message(
+            src=self.src, start=opener.start, end=closer.end, open=opener.text, fields=fields
+        )
 
     def list_value(self, depth: int, scalars: bool) -> ListValue:
         opener = self.take()
@@ -451,39 +457,37 @@ class _Parser:
 
     def list_item(self, depth: int, scalars: bool) -> Item:
         token = self.peek()
-        if token is not None and token.kind == "punct" and token.text in _CLOSER:
+        if token is not None and token.text in _CLOSER:
             return self.message(depth)
         if not scalars:
             raise self.fail(token, "a list of values needs ':' after the field name")
-        return self.scalar(token, None)
+        return self.scalar(None)
 
-    def scalar(self, name_token: _Token | None, name: str | None) -> Scalar:
+    def scalar(self, owner: tuple[str, int] | None) -> Scalar:
+        """A value; ``owner`` (field name, offset) lets errors point at its field."""
         token = self.peek()
         if token is None or token.kind == "punct":
-            raise self.missing_value(name_token, name, token)
+            raise self.no_value(owner, token)
         parts = [self.take()]
-        while parts[0].kind == "string" and (nxt := self.peek()) is not None and nxt.kind == "string":
+        while token.kind == "string" and (following := self.peek()) and following.kind == "string":
             parts.append(self.take())
-        if token.kind == "ident":
-            self.reject_field_as_value(name_token, name, token)
-        kind = {"ident": "identifier"}.get(token.kind, token.kind)
-        texts = tuple(part.text for part in parts)
-        return Scalar(src=self.src, start=parts[0].start, end=parts[-1].end, kind=kind, parts=texts)
-
-    def reject_field_as_value(self, name_token: _Token | None, name: str | None, value: _Token) -> None:
-        """``batch_size:`` with nothing after it swallows the next line's field name."""
         following = self.peek()
-        if following is not None and following.kind == "punct" and following.text in ":{<":
-            line = self.src.position(value.start)[0]
-            raise self.missing_value(name_token, name, None, f" (line {line} starts field '{value.text}')")
+        if owner and token.kind == "ident" and following and following.text in (":", "{", "<"):
+            # `batch_size:` left empty swallows the next line's field name.
+            line = self.src.position(token.start)[0]
+            raise self.no_value(owner, None, f" (line {line} starts field '{token.text}')")
+        kind = "identifier" if token.kind == "ident" else token.kind
+        texts = tuple(part.text for part in parts)
+        return Scalar(src=self.src, start=token.start, end=parts[-1].end, kind=kind, parts=texts)
 
-    def missing_value(
-        self, name_token: _Token | None, name: str | None, found: _Token | None, why: str = ""
+    def no_value(
+        self, owner: tuple[str, int] | None, found: _Token | None, why: str = ""
     ) -> ConfigError:
-        if name_token is None or name is None:  # inside a list: nothing better to point at
+        if owner is None:  # a list item: no field name to point at
             return self.fail(found, "expected a value")
-        near = f"{name}:" if found is None else found.text
-        return self.src.error(name_token.start, f"'{name}' has no value{why}", near)
+        name, offset = owner
+        near = found.text if found else f"{name}:"
+        return self.src.error(offset, f"'{name}' has no value{why}", near)
 
 
 def parse(text: str, source: str = "<string>") -> Document:
@@ -550,7 +554,9 @@ def _occurrences(message: Message, name: str) -> list[tuple[Field, Item]]:
 
 
 @dataclass(frozen=True)
-class _Style:
+class Style:
+    """How the file writes new lines: line ending, indent unit, quote character."""
+
     eol: str
     indent: str
     quote: str
@@ -564,7 +570,6 @@ class _Splice:
 
 
 _REST_OF_LINE_BLANK = re.compile(r"[ \t\f\v\r]*(?:#[^\n]*)?(?:\n|\Z)")
-_HSPACE = re.compile(r"[ \t]*")
 
 
 class Document:
@@ -576,7 +581,7 @@ class Document:
 
     def _load(self, text: str) -> None:
         self.root = _Parser(_Source.of(text, self.source)).document()
-        self._style: _Style | None = None
+        self._style: Style | None = None
 
     @property
     def text(self) -> str:
@@ -607,7 +612,8 @@ class Document:
             return default
         if len(items) > 1:
             lines = ", ".join(str(item.line) for item in items[:5])
-            raise items[1].error(f"'{path}' has {len(items)} values (lines {lines}); use get_all or an index")
+            what = f"'{path}' has {len(items)} values (lines {lines}); use get_all or an index"
+            raise items[1].error(what)
         return _scalar(items[0], path).value
 
     def get_all(self, path: str) -> list[Value]:
@@ -676,7 +682,8 @@ class Document:
     # -- internals
 
     def _resolve(self, steps: list[_Step]) -> list[tuple[Field, Item]]:
-        messages, found = [self.root], []
+        messages = [self.root]
+        found: list[tuple[Field, Item]] = []
         for depth, step in enumerate(steps):
             found = []
             for message in messages:
@@ -697,12 +704,13 @@ class Document:
                 _check_appendable(steps[depth:], len(occurrences), message, path)
                 return message, [s.name for s in steps[depth:-1]]
             if len(chosen) > 1:
-                raise chosen[1].error(f"'{step.name}' occurs {len(chosen)} times; name one with an index in '{path}'")
+                what = f"'{step.name}' occurs {len(chosen)} times; name one with an index in '{path}'"
+                raise chosen[1].error(what)
             message = _message(chosen[0], step.name)
         raise AssertionError("unreachable: the loop returns at the last step")
 
     @property
-    def style(self) -> _Style:
+    def style(self) -> Style:
         if self._style is None:
             self._style = _detect_style(self.root)
         return self._style
@@ -769,7 +777,7 @@ class Document:
             if line_end == len(text) and not text.endswith("\n") and line_start > 0:
                 line_start -= 2 if text[line_start - 2 : line_start] == "\r\n" else 1
             return _Splice(line_start, line_end, "")
-        after = _HSPACE.match(text, end).end()  # type: ignore[union-attr]  # matches empty
+        after = _hspace_end(text, end)
         if after < len(text) and text[after] not in "\r\n":
             return _Splice(start, after, "")
         before = start
@@ -794,15 +802,16 @@ class Document:
 
 
 def _walk(message: Message, prefix: str) -> Iterator[tuple[str, Scalar]]:
-    counts = Counter(f.name for f in message.fields for _ in f.items)
+    occurrences = [(f.name, item) for f in message.fields for item in f.items]
+    counts = Counter(name for name, _ in occurrences)
     seen: Counter[str] = Counter()
-    for f, item in ((f, item) for f in message.fields for item in f.items):
-        index = f"[{seen[f.name]}]" if counts[f.name] > 1 else ""
-        seen[f.name] += 1
+    for name, item in occurrences:
+        path = f"{prefix}{name}[{seen[name]}]" if counts[name] > 1 else prefix + name
+        seen[name] += 1
         if isinstance(item, Message):
-            yield from _walk(item, f"{prefix}{f.name}{index}.")
+            yield from _walk(item, path + ".")
         else:
-            yield f"{prefix}{f.name}{index}", item
+            yield path, item
 
 
 def _scalar(item: Item, path: str) -> Scalar:
@@ -818,8 +827,11 @@ def _message(item: Item, name: str) -> Message:
 
 
 def _check_appendable(steps: list[_Step], present: int, parent: Message, path: str) -> None:
-    """A new occurrence may only be ``name`` or ``name[count]``: no gaps."""
-    for step, count in zip(steps, [present] + [0] * len(steps)):
+    """A new occurrence may only be ``name`` or ``name[count]``: no gaps.
+
+    ``present`` counts the first step's occurrences; the later steps will be
+    created empty, so only index 0 (or none) fits them."""
+    for step, count in zip(steps, [present] + [0] * (len(steps) - 1)):
         if step.index is not None and step.index != count:
             where = "the file" if not parent.open else f"line {parent.line}"
             raise parent.error(
@@ -854,7 +866,7 @@ def _anchor(fields: list[Field], name: str) -> Field | None:
     return best or (fields[-1] if fields else None)
 
 
-def _detect_style(root: Message) -> _Style:
+def _detect_style(root: Message) -> Style:
     text = root.src.text
     crlf = text.count("\r\n")
     eol = "\r\n" if crlf and crlf * 2 >= text.count("\n") else "\n"
@@ -863,10 +875,12 @@ def _detect_style(root: Message) -> _Style:
     stack = [root]
     while stack:
         message = stack.pop()
-        parent_indent = _line_indent(text, message.start) if message.open else None
+        parent_indent = _line_indent(text, message.start)
         for f in message.fields:
             own = _line_indent(text, f.start)
-            if parent_indent is not None and _starts_line(text, f.start) and own.startswith(parent_indent):
+            # Root fields have no parent to measure against; a tab/space mix
+            # (``own`` not extending the parent's indent) says nothing about the unit.
+            if message.open and _starts_line(text, f.start) and own.startswith(parent_indent):
                 indents[own[len(parent_indent) :]] += 1
             for item in f.items:
                 if isinstance(item, Message):
@@ -876,12 +890,18 @@ def _detect_style(root: Message) -> _Style:
     indents.pop("", None)
     indent = indents.most_common(1)[0][0] if indents else "  "
     quote = "'" if quotes["'"] > quotes['"'] else '"'
-    return _Style(eol, indent, quote)
+    return Style(eol, indent, quote)
 
 
 def _line_indent(text: str, offset: int) -> str:
     start = text.rfind("\n", 0, offset) + 1
-    return _HSPACE.match(text, start)[0]  # type: ignore[index]  # matches empty
+    return text[start : _hspace_end(text, start)]
+
+
+def _hspace_end(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    return pos
 
 
 def _starts_line(text: str, offset: int) -> bool:
