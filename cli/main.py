@@ -12,7 +12,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 import zoo
-from zoo.errors import IntegrityError, ZooError
+from zoo.errors import IntegrityError, UsageError, ZooError
+from zoo.fsutil import writing
 
 app = typer.Typer(
     help="Fetch TensorFlow Object Detection API zoo checkpoints into a verified local cache.",
@@ -22,7 +23,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 cache_app = typer.Typer(help="Inspect and clean the local cache.", no_args_is_help=True)
+mirror_app = typer.Typer(help="Build, verify and serve a mirror for offline and CI use.", no_args_is_help=True)
+bundle_app = typer.Typer(help="Carry cached models across an air gap in one file.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+app.add_typer(mirror_app, name="mirror")
+app.add_typer(bundle_app, name="bundle")
 
 CacheDirOption = Annotated[
     Optional[Path],
@@ -39,6 +44,9 @@ MirrorOption = Annotated[
 OfflineOption = Annotated[
     bool, typer.Option("--offline", help="Open no network connection (also $ZOO_OFFLINE=1).")
 ]
+MirrorOnlyOption = Annotated[
+    bool, typer.Option("--mirror-only", help="Never fall back to the upstream URL (also $ZOO_MIRROR_ONLY=1).")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes on stderr.")]
 
@@ -48,17 +56,26 @@ def _settings(
     registry: list[Path] | None = None,
     mirror: list[str] | None = None,
     offline: bool = False,
+    mirror_only: bool = False,
 ) -> zoo.Settings:
+    # A flag left off means "as the environment says", so it passes None.
     return zoo.Settings.from_env(
         cache_dir=cache_dir,
         mirrors=mirror or (),
         offline=True if offline else None,
+        mirror_only=True if mirror_only else None,
         registry_files=registry or (),
     )
 
 
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
     typer.echo(json.dumps(data, sort_keys=True) if as_json else text)
+
+
+def _fail(name: str, exc: ZooError, as_json: bool) -> None:
+    if as_json:
+        _emit(True, {"name": name, "ok": False, "error": str(exc), "exit_code": exc.exit_code}, "")
+    _report(exc)
 
 
 def _for_each(names: Iterable[str], as_json: bool, step: Callable[[str], None]) -> None:
@@ -68,9 +85,7 @@ def _for_each(names: Iterable[str], as_json: bool, step: Callable[[str], None]) 
         try:
             step(name)
         except ZooError as exc:
-            if as_json:
-                _emit(True, {"name": name, "ok": False, "error": str(exc), "exit_code": exc.exit_code}, "")
-            _report(exc)
+            _fail(name, exc, as_json)
             first_failure = first_failure or exc.exit_code
     if first_failure:
         raise typer.Exit(first_failure)
@@ -78,28 +93,62 @@ def _for_each(names: Iterable[str], as_json: bool, step: Callable[[str], None]) 
 
 @app.command()
 def fetch(
-    names: Annotated[list[str], typer.Argument(help="Model names or aliases.", metavar="NAME...", show_default=False)],
+    names: Annotated[Optional[list[str]], typer.Argument(help="Model names or aliases.", metavar="NAME...", show_default=False)] = None,
+    lock: Annotated[Optional[Path], typer.Option("--lock", help="Fetch exactly the models a lock file pins.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Models fetched at once.")] = 1,
     cache_dir: CacheDirOption = None,
     registry: RegistryOption = None,
     mirror: MirrorOption = None,
     offline: OfflineOption = False,
+    mirror_only: MirrorOnlyOption = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Download, verify and extract models; print each checkpoint prefix (fine_tune_checkpoint)."""
-    settings = _settings(cache_dir, registry, mirror, offline)
-    show_bar = sys.stdout.isatty() and not quiet and not as_json
+    settings = _settings(cache_dir, registry, mirror, offline, mirror_only)
+    if lock:
+        settings, locked = zoo.lockfile.with_lock(lock, settings)
+        names = [*(names or []), *locked]
+    if not names:
+        raise UsageError("name at least one model, or give --lock FILE")
     if quiet:
         logging.getLogger("zoo").setLevel(logging.ERROR)
+    show_bar = sys.stdout.isatty() and not quiet and not as_json
+    first_failure = 0
+    for name, outcome in zoo.fetch_many(list(dict.fromkeys(names)), settings=settings, jobs=jobs, progress=show_bar):
+        if isinstance(outcome, ZooError):
+            _fail(name, outcome, as_json)
+            first_failure = first_failure or outcome.exit_code
+            continue
+        _emit(as_json, {"ok": True, **outcome.to_dict()}, str(outcome.checkpoint))
+        state = "cached" if outcome.from_cache else "fetched"
+        logging.getLogger("zoo").info("%s: %s (sha256:%s)", outcome.name, state, outcome.sha256)
+    if first_failure:
+        raise typer.Exit(first_failure)
 
-    def step(name: str) -> None:
-        result = zoo.fetch(name, settings=settings, progress=show_bar)
-        _emit(as_json, {"ok": True, **result.to_dict()}, str(result.checkpoint))
-        logging.getLogger("zoo").info(
-            "%s: %s (sha256:%s)", result.name, "cached" if result.from_cache else "fetched", result.sha256
-        )
 
-    _for_each(names, as_json, step)
+@app.command("lock")
+def lock_(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Models to pin.", metavar="[NAME...]", show_default=False)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Lock file to write.")] = Path("zoo.lock"),
+    key: Annotated[Optional[Path], typer.Option("--key", help="Print the CI cache key of this lock file instead.")] = None,
+    cache_dir: CacheDirOption = None,
+    registry: RegistryOption = None,
+    mirror: MirrorOption = None,
+    offline: OfflineOption = False,
+    mirror_only: MirrorOnlyOption = False,
+) -> None:
+    """Pin models to their exact bytes (name, URL, sha256, size) in a lock file."""
+    settings = _settings(cache_dir, registry, mirror, offline, mirror_only)
+    if key:
+        typer.echo(zoo.lockfile.lock_key(zoo.lockfile.read_lock(key, zoo.load_registry(settings.registry_files))))
+        return
+    if not names:
+        raise UsageError("name the models to lock (or give --key FILE)")
+    text = zoo.lockfile.render_lock(zoo.lockfile.lock_models(names, settings))
+    with writing(output):
+        output.write_text(text)
+    typer.echo(f"wrote {output}")
 
 
 @app.command("list")
@@ -203,6 +252,85 @@ def cache_prune(cache_dir: CacheDirOption = None, as_json: JsonOption = False) -
     """Remove partial downloads, unfinished entries and staging leftovers."""
     for path in zoo.Cache(_settings(cache_dir).cache_dir).prune():
         _emit(as_json, {"removed": str(path)}, f"removed {path}")
+
+
+@mirror_app.command("build")
+def mirror_build(
+    directory: Annotated[str, typer.Argument(help="Mirror directory, file:// URL or s3://bucket/prefix.", metavar="DIR")],
+    names: Annotated[Optional[list[str]], typer.Argument(help="Models to mirror.", metavar="[NAME...]", show_default=False)] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Every model of the registry.")] = False,
+    family: Annotated[Optional[str], typer.Option("--family", help="Every model of one family.")] = None,
+    lock: Annotated[Optional[Path], typer.Option("--lock", help="The models a lock file pins, verified against it.")] = None,
+    cache_dir: CacheDirOption = None,
+    registry: RegistryOption = None,
+    mirror: MirrorOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Download archives and sample configs into a mirror, incrementally, with its index."""
+    settings = _settings(cache_dir, registry, mirror)
+    if lock:
+        settings, locked = zoo.lockfile.with_lock(lock, settings)
+        names = [*(names or []), *locked]
+    catalog = zoo.load_registry(settings.registry_files)
+    models = zoo.select_models(catalog, names or (), all_models=all_models, family=family)
+    show_bar = sys.stdout.isatty() and not quiet and not as_json
+    for item in zoo.build_mirror(directory, models, settings, progress=show_bar):
+        state = "downloaded" if item.downloaded else "present"
+        _emit(as_json, {"path": item.path, "url": item.url, "sha256": item.sha256, "size": item.size,
+                        "downloaded": item.downloaded}, f"{state:<10}  {item.path}")  # fmt: skip
+
+
+@mirror_app.command("verify")
+def mirror_verify(
+    directory: Annotated[str, typer.Argument(help="Mirror directory, file:// URL or s3://bucket/prefix.", metavar="DIR")],
+    cache_dir: CacheDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-hash every file of a mirror against its index; report missing, corrupt and extra files."""
+    report = zoo.verify_mirror(directory, _settings(cache_dir))
+    lines = [f"checked {report.checked} file(s)"]
+    lines += [f"missing  {p}" for p in report.missing] + [f"corrupt  {p}" for p in report.corrupt]
+    lines += [f"extra    {p}" for p in report.extra]
+    _emit(as_json, report.to_dict(), "\n".join(lines))
+    if not report.ok:
+        raise IntegrityError(f"{directory}: {len(report.missing)} missing and {len(report.corrupt)} corrupt file(s)")
+
+
+@mirror_app.command("serve")
+def mirror_serve(
+    directory: Annotated[Path, typer.Argument(help="Mirror directory.", metavar="DIR")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0 picks a free one).")] = 8000,
+    quiet: QuietOption = False,
+) -> None:
+    """Serve a mirror directory over HTTP (threaded, with Range support) until interrupted."""
+    zoo.serve.serve(directory, host, port, on_ready=lambda url: typer.echo(f"serving {directory} at {url}"), quiet=quiet)
+
+
+@bundle_app.command("create")
+def bundle_create(
+    path: Annotated[Path, typer.Argument(help="Bundle file to write.", metavar="FILE.tar")],
+    names: Annotated[list[str], typer.Argument(help="Cached models to pack.", metavar="NAME...", show_default=False)],
+    cache_dir: CacheDirOption = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Pack cached models (archives, sample configs, an index) into one tar file."""
+    settings = _settings(cache_dir, registry)
+    index = zoo.bundle.create_bundle(path, names, settings, zoo.load_registry(settings.registry_files))
+    typer.echo(f"wrote {path}: {len(index.models)} model(s), {len(index.files)} file(s)")
+
+
+@bundle_app.command("import")
+def bundle_import(
+    path: Annotated[Path, typer.Argument(help="Bundle file to import.", metavar="FILE.tar")],
+    into: Annotated[str, typer.Option("--into", help="'cache', or a mirror directory.")] = "cache",
+    cache_dir: CacheDirOption = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Verify every file of a bundle, then install its models into the cache or a mirror."""
+    for name in zoo.bundle.import_bundle(path, into, _settings(cache_dir, registry)):
+        typer.echo(f"imported {name}")
 
 
 def _plain(value: Any) -> str:

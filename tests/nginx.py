@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 CONFIG = """\
+{user}
 worker_processes 1;
 pid {work}/nginx.pid;
 error_log {work}/error.log;
@@ -66,7 +68,10 @@ class Nginx:
             raise RuntimeError("nginx is not installed")
         self.work.mkdir(parents=True, exist_ok=True)
         config = self.work / "nginx.conf"
-        config.write_text(CONFIG.format(work=self.work, port=self.port, root=self.root))
+        # Workers started by root drop to "nobody", who cannot read a test's
+        # private temporary directory; as anyone else, nginx keeps the user.
+        user = "user root;" if os.geteuid() == 0 else ""
+        config.write_text(CONFIG.format(user=user, work=self.work, port=self.port, root=self.root))
         self.process = subprocess.Popen(
             [binary, "-p", str(self.work), "-c", str(config), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from zoo.cache import Cache, Entry
+from zoo.errors import UsageError
 from zoo.registry import Model, Registry
 
 
@@ -61,3 +63,17 @@ def list_models(
 def model_info(registry: Registry, cache: Cache, name: str) -> Info:
     model = registry.resolve(name)
     return Info(model, registry.variants(model), cache.read_entry(model.name))
+
+
+def select_models(
+    registry: Registry, names: Iterable[str] = (), *, all_models: bool = False, family: str | None = None
+) -> list[Model]:
+    """The models named, or all of one family, or all; each once, in registry order."""
+    if not (names or all_models or family):
+        raise UsageError("name models, or give --all or --family")
+    wanted = {registry.resolve(name).name for name in names}
+    return [
+        model
+        for model in registry
+        if all_models or model.name in wanted or (family is not None and model.family == family)
+    ]

@@ -30,7 +30,7 @@ from zoo import __version__
 from zoo.errors import IntegrityError, NetworkError, ZooError
 from zoo.fsutil import remove_tree, writing
 from zoo.settings import Settings
-from zoo.sources import is_local, local_path
+from zoo.sources import Pin, Source, is_local, local_path
 
 CHUNK_SIZE = 1 << 20
 QUEUE_CHUNKS = 16  # bounds memory: at most this many chunks wait for the reader
@@ -38,14 +38,6 @@ MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 
 log = logging.getLogger("zoo")
-
-
-@dataclass(frozen=True)
-class Pin:
-    """What the bytes must be, where something (registry, lock, mirror) says so."""
-
-    sha256: str | None = None
-    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,16 +49,10 @@ class Downloaded:
 
 
 def download(
-    candidates: Sequence[str],
-    dest: Path,
-    *,
-    pin: Pin,
-    settings: Settings,
-    label: str,
-    progress: bool = False,
+    sources: Sequence[Source], dest: Path, *, settings: Settings, label: str, progress: bool = False
 ) -> Downloaded:
-    """Fetch the first source that works into ``dest``, verified against ``pin``."""
-    with Transfer(candidates, dest, pin=pin, settings=settings, label=label, progress=progress) as transfer:
+    """Fetch the first source that works into ``dest``, verified against its pin."""
+    with Transfer(sources, dest, settings=settings, label=label, progress=progress) as transfer:
         return transfer.finish()
 
 
@@ -104,22 +90,22 @@ class Transfer:
 
     def __init__(
         self,
-        candidates: Sequence[str],
+        sources: Sequence[Source],
         dest: Path,
         *,
-        pin: Pin,
         settings: Settings,
         label: str,
         progress: bool = False,
+        position: int = 0,
     ) -> None:
-        self.candidates = list(candidates)
+        self.sources = list(sources)
         self.dest = dest
-        self.pin = pin
         self.settings = settings
         self.label = label
-        self.total: int | None = pin.size
+        self.total: int | None = None
         self.delivered = 0
         self._progress = progress
+        self._position = position
         self._queue: queue.Queue[bytes | Downloaded | _Failed] = queue.Queue(QUEUE_CHUNKS)
         self._cancel = threading.Event()
         self._buffer = b""
@@ -175,8 +161,7 @@ class Transfer:
 
     def _produce(self) -> None:
         try:
-            result = self._from_first_source()
-            self._put(_verified(result, self.pin))
+            self._put(self._from_first_source())
         except _Cancelled:
             pass
         except BaseException as exc:  # the reader raises it in the caller's thread
@@ -197,17 +182,16 @@ class Transfer:
 
     def _from_first_source(self) -> Downloaded:
         failures = []
-        with _progress_bar(self.label, self._progress) as bar:
-            for url in self.candidates:
-                fetch = _LocalSource if is_local(url) else _HttpSource
+        with _progress_bar(self.label, self._progress, self._position) as bar:
+            for source in self.sources:
                 try:
-                    return fetch(self, url, bar).run()
+                    return _verified(_reader_for(source.url)(self, source, bar).run(), source.pin)
                 except _SourceFailed as exc:
                     if self.delivered:
-                        raise NetworkError(f"{url}: {exc} (after {self.delivered} bytes)") from None
-                    failures.append(f"{url}: {exc}")
-                    if len(self.candidates) > 1:
-                        log.warning("%s: %s; trying the next source", url, exc)
+                        raise NetworkError(f"{source.url}: {exc} (after {self.delivered} bytes)") from None
+                    failures.append(f"{source.url}: {exc}")
+                    if len(self.sources) > 1:
+                        log.warning("%s: %s; trying the next source", source.url, exc)
         raise NetworkError(f"could not download {self.label}: " + "; ".join(failures))
 
     def emit(self, chunk: bytes, bar: Any) -> None:
@@ -278,12 +262,19 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def _reader_for(url: str) -> type[_HttpSource | _LocalSource | _FsspecSource]:
+    if url.startswith(("http://", "https://")):
+        return _HttpSource
+    return _LocalSource if is_local(url) else _FsspecSource
+
+
 class _HttpSource:
-    def __init__(self, transfer: Transfer, url: str, bar: Any) -> None:
+    def __init__(self, transfer: Transfer, source: Source, bar: Any) -> None:
         self.transfer = transfer
-        self.url = url
+        self.url = source.url
+        self.pin = source.pin
         self.bar = bar
-        self.partial = _Partial(transfer.dest, url)
+        self.partial = _Partial(transfer.dest, source.url)
 
     def run(self) -> Downloaded:
         import requests
@@ -349,7 +340,7 @@ class _HttpSource:
         import urllib3
 
         transfer, partial = self.transfer, self.partial
-        _check_size_pin(partial, transfer.pin, total)
+        _check_size_pin(partial.url, self.pin, total, partial.discard)
         transfer.total = total
         self.bar.reset(total=total)
         self.bar.update(transfer.delivered)
@@ -376,32 +367,60 @@ class _HttpSource:
             raise _Retry(f"connection closed at byte {offset + received} of {total}", progressed=received > 0)
 
 
-class _LocalSource:
-    def __init__(self, transfer: Transfer, url: str, bar: Any) -> None:
+class _StreamSource:
+    """A source read front to back with no resume: local files, object stores."""
+
+    def __init__(self, transfer: Transfer, source: Source, bar: Any) -> None:
         self.transfer = transfer
-        self.url = url
+        self.url = source.url
+        self.pin = source.pin
         self.bar = bar
 
     def run(self) -> Downloaded:
-        source, dest = local_path(self.url), self.transfer.dest
-        try:
-            reader = open(source, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise _SourceFailed("no such file") from None
-        except OSError as exc:
-            raise _SourceFailed(exc.strerror or str(exc)) from None
-        hasher = hashlib.sha256()
-        total = source.stat().st_size
-        _check_size_pin(_Partial(dest, self.url), self.transfer.pin, total)
+        reader, total = self.open()
+        _check_size_pin(self.url, self.pin, total, lambda: None)
         self.transfer.total = total
         self.bar.reset(total=total)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest = self.transfer.dest
+        hasher = hashlib.sha256()
+        with writing(dest):
+            dest.parent.mkdir(parents=True, exist_ok=True)
         with reader, writing(dest), open(dest, "wb") as writer:
             while block := reader.read(CHUNK_SIZE):
                 writer.write(block)
                 hasher.update(block)
                 self.transfer.emit(block, self.bar)
         return Downloaded(dest, self.url, hasher.hexdigest(), dest.stat().st_size)
+
+    def open(self) -> tuple[IO[bytes], int | None]:
+        raise NotImplementedError
+
+
+class _LocalSource(_StreamSource):
+    def open(self) -> tuple[IO[bytes], int | None]:
+        path = local_path(self.url)
+        try:
+            return open(path, "rb"), path.stat().st_size  # noqa: SIM115 - run() closes it
+        except FileNotFoundError:
+            raise _SourceFailed("no such file") from None
+        except OSError as exc:
+            raise _SourceFailed(exc.strerror or str(exc)) from None
+
+
+class _FsspecSource(_StreamSource):
+    def open(self) -> tuple[IO[bytes], int | None]:
+        try:
+            from fsspec.core import url_to_fs
+        except ImportError:
+            raise _SourceFailed("install zoo with the 's3' extra to read this mirror") from None
+        try:
+            fs, path = url_to_fs(self.url)
+            size = int(fs.info(path)["size"])
+            return fs.open(path, "rb", block_size=CHUNK_SIZE * 4), size
+        except FileNotFoundError:
+            raise _SourceFailed("no such object") from None
+        except Exception as exc:  # noqa: BLE001 - fsspec backends raise their own types
+            raise _SourceFailed(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
 
 
 def _continues(response: Any, partial: _Partial, offset: int) -> bool:
@@ -422,12 +441,10 @@ def _total_size(response: Any, offset: int) -> int | None:
     return offset + int(length) if length and length.isdigit() else None
 
 
-def _check_size_pin(partial: _Partial, pin: Pin, total: int | None) -> None:
+def _check_size_pin(url: str, pin: Pin, total: int | None, discard: Callable[[], None]) -> None:
     if pin.size is not None and total is not None and total != pin.size:
-        partial.discard()
-        raise IntegrityError(
-            f"{partial.url}: size mismatch: expected {pin.size} bytes, server offers {total}; nothing was kept"
-        )
+        discard()
+        raise IntegrityError(f"{url}: size mismatch: expected {pin.size} bytes, source offers {total}; nothing was kept")
 
 
 def _verified(result: Downloaded, pin: Pin) -> Downloaded:
@@ -459,12 +476,15 @@ class _NoBar:
         pass
 
 
-def _progress_bar(label: str, enabled: bool) -> Any:
+def _progress_bar(label: str, enabled: bool, position: int = 0) -> Any:
     if not enabled:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        desc=label, unit="B", unit_scale=True, unit_divisor=1024,
+        file=sys.stderr, dynamic_ncols=True, position=position,
+    )  # fmt: skip
 
 
 def _backoff(settings: Settings, failures: int) -> float:

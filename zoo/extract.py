@@ -20,6 +20,7 @@ from zoo.fsutil import writing
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
+_DRIVE = re.compile(r"[A-Za-z]:")  # C:/..., absolute on Windows
 _SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
 
 
@@ -63,8 +64,9 @@ def extract_stream(
     head = source.read(2)
     stream: Readable = _Gunzip(source, head) if head == GZIP_MAGIC else _Prepend(head, source)
     try:
-        with writing(dest), tarfile.open(
-            fileobj=stream, mode="r|" if head == GZIP_MAGIC else "r|*", bufsize=CHUNK, copybufsize=CHUNK
+        mode = "r|" if head == GZIP_MAGIC else "r|*"
+        with writing(dest), tarfile.open(  # type: ignore[call-overload]
+            fileobj=stream, mode=mode, bufsize=CHUNK, copybufsize=CHUNK
         ) as tar:
             tar.extractall(dest, filter=guard)
         while stream.read(CHUNK):
@@ -160,7 +162,7 @@ class _Guard:
         limit = self.limits.max_total(self.archive_size())
         self._refuse_if(self.total > limit,
                         f"expands past {limit} bytes (at member {member.name!r}); a decompression bomb?")
-        self._refuse_if(member.name.startswith("/") or ":" in member.name.split("/")[0],
+        self._refuse_if(member.name.startswith(("/", "\\")) or _DRIVE.match(member.name) is not None,
                         f"member {member.name!r} has an absolute path")
         self._refuse_if(".." in PurePosixPath(member.name).parts,
                         f"member {member.name!r} climbs out with '..'")

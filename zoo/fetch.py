@@ -5,18 +5,21 @@ from __future__ import annotations
 import enum
 import logging
 import shutil
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zoo.cache import Cache, Entry, now
-from zoo.download import Pin, Transfer, download
-from zoo.errors import IntegrityError, NetworkError, OfflineMissError
+from zoo.download import Transfer, download
+from zoo.errors import IntegrityError, NetworkError, OfflineMissError, UsageError, ZooError
 from zoo.extract import extract_stream, find_checkpoint, find_pipeline_config
 from zoo.fsutil import writing
 from zoo.registry import Model, Registry, load_registry
 from zoo.settings import Settings
-from zoo.sources import candidate_urls
+from zoo.mirror import plan_sources
+from zoo.sources import Pin, Source
 
 log = logging.getLogger("zoo")
 
@@ -27,7 +30,7 @@ class Action(enum.Enum):
     OFFLINE_MISS = "offline-miss"
 
 
-def decide(entry: Entry | None, pin: Pin, sources: list[str]) -> Action:
+def decide(entry: Entry | None, pin: Pin, sources: list[Source]) -> Action:
     """What to do for one model, from what the cache holds and what is pinned."""
     if entry is not None and pin.sha256 in (None, entry.sha256) and pin.size in (None, entry.size):
         return Action.USE_CACHE
@@ -69,12 +72,36 @@ class FetchResult:
         }
 
 
+def fetch_many(
+    names: Sequence[str], *, settings: Settings | None = None, jobs: int = 1, progress: bool = False
+) -> Iterator[tuple[str, FetchResult | ZooError]]:
+    """Fetch several models, ``jobs`` at a time; yields each name with its
+    result or its error as it completes, so one failure does not stop the rest."""
+    settings = settings or Settings.from_env()
+    registry = load_registry(settings.registry_files)
+
+    def one(name: str, position: int) -> FetchResult | ZooError:
+        try:
+            return fetch(name, settings=settings, registry=registry, progress=progress, position=position)
+        except ZooError as exc:
+            return exc
+
+    if jobs <= 1:
+        yield from ((name, one(name, 0)) for name in names)
+        return
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="zoo-fetch") as pool:
+        futures = {pool.submit(one, name, i % jobs): name for i, name in enumerate(names)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
 def fetch(
     name: str,
     *,
     settings: Settings | None = None,
     registry: Registry | None = None,
     progress: bool = False,
+    position: int = 0,
 ) -> FetchResult:
     """Return the cached model ``name``, downloading and verifying it if needed.
 
@@ -85,19 +112,21 @@ def fetch(
     model = registry.resolve(name)
     cache = Cache(settings.cache_dir)
     pin = Pin(model.sha256, model.size)
-    sources = candidate_urls(model.url, settings.mirrors, settings.offline)
     entry = cache.read_entry(model.name)
-    if decide(entry, pin, sources) is Action.USE_CACHE:
+    if decide(entry, pin, [Source(model.url)]) is Action.USE_CACHE:
         return FetchResult.from_entry(entry, from_cache=True)  # type: ignore[arg-type]
+    sources = plan_sources(model.url, pin, settings)
     _require_sources(model, sources, settings)
     with cache.lock(model.name):
         entry = cache.read_entry(model.name)  # another process may have finished it
         if decide(entry, pin, sources) is Action.USE_CACHE:
             return FetchResult.from_entry(entry, from_cache=True)  # type: ignore[arg-type]
-        return FetchResult.from_entry(_install(model, cache, pin, sources, settings, progress), False)
+        return FetchResult.from_entry(_install(model, cache, pin, sources, settings, progress, position), False)
 
 
-def _require_sources(model: Model, sources: list[str], settings: Settings) -> None:
+def _require_sources(model: Model, sources: list[Source], settings: Settings) -> None:
+    if not sources and not settings.offline:
+        raise UsageError("mirror-only mode is on (ZOO_MIRROR_ONLY or --mirror-only) but no mirror is set")
     if not sources:
         raise OfflineMissError(
             f"{model.name} is not in the cache at {settings.cache_dir} and offline mode is on; "
@@ -107,13 +136,19 @@ def _require_sources(model: Model, sources: list[str], settings: Settings) -> No
 
 
 def _install(
-    model: Model, cache: Cache, pin: Pin, sources: list[str], settings: Settings, progress: bool
+    model: Model,
+    cache: Cache,
+    pin: Pin,
+    sources: list[Source],
+    settings: Settings,
+    progress: bool,
+    position: int,
 ) -> Entry:
     archive_name = Path(model.url).name
     with cache.staging(model.name) as staged:
         with Transfer(
             sources, cache.partial_path(model.name, model.url),
-            pin=pin, settings=settings, label=model.name, progress=progress,
+            settings=settings, label=model.name, progress=progress, position=position,
         ) as transfer:  # fmt: skip
             extract_stream(
                 transfer, staged / "files", label=model.url,
@@ -153,14 +188,14 @@ def _sample_config(
     if model.sample_config is None:
         return None
     url = model.sample_config.url
-    sources = candidate_urls(url, settings.mirrors, settings.offline)
+    sources = plan_sources(url, Pin(), settings)
     if not sources:
         log.warning("offline: no local mirror holds %s; using the archive's pipeline.config", url)
         return None
     try:
         got = download(
             sources, cache.partial_path(model.name, url),
-            pin=Pin(), settings=settings, label=f"{model.name} sample config", progress=progress,
+            settings=settings, label=f"{model.name} sample config", progress=progress,
         )  # fmt: skip
     except NetworkError as exc:
         log.warning("%s; using the archive's pipeline.config instead", exc)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 from zoo.errors import DiskFullError, ZooError
 
@@ -37,6 +39,21 @@ def remove_tree(path: Path) -> None:
     else:
         with suppress(FileNotFoundError):
             path.unlink()
+
+
+def digest(handle: IO[bytes]) -> tuple[str, int]:
+    """sha256 and size of what ``handle`` reads, in 1 MiB blocks."""
+    hasher = hashlib.sha256()
+    size = 0
+    while block := handle.read(1 << 20):
+        hasher.update(block)
+        size += len(block)
+    return hasher.hexdigest(), size
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    with open(path, "rb") as handle:
+        return digest(handle)
 
 
 def tree_size(path: Path) -> int:

@@ -20,6 +20,7 @@ class Settings:
     cache_dir: Path
     mirrors: tuple[str, ...] = ()
     offline: bool = False
+    mirror_only: bool = False
     registry_files: tuple[Path, ...] = ()
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
@@ -33,6 +34,7 @@ class Settings:
         cache_dir: Path | str | None = None,
         mirrors: Iterable[str] = (),
         offline: bool | None = None,
+        mirror_only: bool | None = None,
         registry_files: Iterable[Path | str] = (),
         env: Mapping[str, str] | None = None,
     ) -> Settings:
@@ -47,6 +49,7 @@ class Settings:
             cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(env),
             mirrors=tuple(mirrors) + _split(env.get("ZOO_MIRROR", ""), ","),
             offline=_flag(env, "ZOO_OFFLINE") if offline is None else offline,
+            mirror_only=_flag(env, "ZOO_MIRROR_ONLY") if mirror_only is None else mirror_only,
             registry_files=tuple(
                 Path(p) for p in _split(env.get("ZOO_REGISTRY", ""), os.pathsep)
             )

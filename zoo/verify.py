@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.cache import Cache, Entry
-from zoo.download import CHUNK_SIZE
+from zoo.fsutil import file_digest
 from zoo.errors import ZooError
 from zoo.extract import find_checkpoint
 from zoo.registry import Registry
@@ -58,13 +57,7 @@ def verify_entry(entry: Entry, registry: Registry) -> VerifyResult:
 
 
 def _hash_file(entry: Entry) -> tuple[str, int]:
-    hasher = hashlib.sha256()
-    size = 0
     try:
-        with open(entry.archive_path, "rb") as handle:
-            while block := handle.read(CHUNK_SIZE):
-                hasher.update(block)
-                size += len(block)
+        return file_digest(entry.archive_path)
     except FileNotFoundError:
         return "missing", 0
-    return hasher.hexdigest(), size
