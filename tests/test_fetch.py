@@ -321,3 +321,24 @@ def test_progress_bar_only_on_a_terminal(zoo: Zoo, upstream: FileServer):
     assert b"100%|" in shown and MODEL.encode() in shown
     zoo.run("cache", "rm", MODEL)
     assert b"%|" not in on_terminal(zoo, "fetch", MODEL, "--quiet")
+
+
+def test_proxy_settings_come_from_the_environment(zoo: Zoo, upstream: FileServer, tarball: Path):
+    # The upstream host does not resolve: only the proxy (played by the test server) reaches it.
+    zoo.write_registry([model_entry(upstream, url="http://zoo-upstream.invalid" + TARBALL_PATH, sample_config=None)])
+    proxied = zoo.run("fetch", MODEL, "--json", HTTP_PROXY=upstream.url)
+    assert proxied.returncode == 0, proxied.stderr
+    assert json.loads(proxied.stdout)["sha256"] == sha256_of(tarball)
+    assert tarball_gets(upstream) == 1
+    zoo.run("cache", "rm", MODEL)
+    bypassed = zoo.run("fetch", MODEL, HTTP_PROXY=upstream.url, NO_PROXY="zoo-upstream.invalid", ZOO_RETRIES="0")
+    assert bypassed.returncode == 5
+    assert tarball_gets(upstream) == 1
+
+
+def test_a_server_that_stops_answering_times_out_and_is_retried(zoo: Zoo, upstream: FileServer, tarball: Path):
+    upstream.plan(TARBALL_PATH, [("hang", 3)])
+    result = zoo.run("fetch", MODEL, "--json", ZOO_TIMEOUT="1")
+    assert result.returncode == 0, result.stderr
+    assert "read timed out; retrying" in result.stderr
+    assert tarball_gets(upstream) == 2
