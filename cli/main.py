@@ -211,6 +211,32 @@ def verify(
         raise IntegrityError(f"{len(failed)} of {len(results)} cached model(s) failed verification")
 
 
+@app.command()
+def inspect(
+    target: Annotated[str, typer.Argument(help="A cached model's name, or a checkpoint path (prefix, .index, .data-*, directory).", metavar="NAME|PATH")],
+    filter_prefix: Annotated[Optional[str], typer.Option("--filter", help="List the variables whose names start with this.")] = None,
+    cache_dir: CacheDirOption = None,
+    registry: RegistryOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what a checkpoint holds, read without TensorFlow: format, objects, tensors, sizes."""
+    settings = _settings(cache_dir, registry)
+    summary = zoo.inspect_checkpoint(
+        zoo.load_registry(settings.registry_files), zoo.Cache(settings.cache_dir), target, filter_prefix
+    )
+    lines = [
+        f"prefix: {summary['prefix']}",
+        f"format: {summary['format']}",
+        f"root objects: {_plain(summary['root_objects'])}",
+        f"model children: {_plain(summary['model_children'])}",
+        f"tensors: {summary['tensors']}  parameters: {summary['parameters']:,}  "
+        f"bytes: {_human(summary['bytes'])}  shards: {summary['shards']}",
+        "dtypes: " + ", ".join(f"{k}={v}" for k, v in summary["dtypes"].items()),
+    ]
+    lines += [f"  {v['name']}  {v['dtype']}  {v['shape']}" for v in summary.get("variables", [])]
+    _emit(as_json, summary, "\n".join(lines))
+
+
 @cache_app.command("ls")
 def cache_ls(cache_dir: CacheDirOption = None, as_json: JsonOption = False) -> None:
     """List cached models with their checkpoint prefixes."""

@@ -351,3 +351,21 @@ def sha256_of(path: Path | str) -> str:
         for block in iter(lambda: stream.read(2**20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def repack(source: Path, target: Path, change: Callable[[tarfile.TarInfo, bytes], bytes | None],
+           extra: Iterable[tuple[tarfile.TarInfo, bytes]] = ()) -> Path:
+    """Copy a tarball member by member (gzip kept if the name says so), letting `change`
+    rewrite a member's bytes or drop it (None), then appending `extra` members."""
+    write_mode = "w:gz" if target.name.endswith(".gz") else "w"
+    with tarfile.open(source) as original, tarfile.open(target, write_mode) as copy:
+        for member in original.getmembers():
+            data = original.extractfile(member).read() if member.isfile() else b""  # type: ignore[union-attr]
+            changed = change(member, data)
+            if changed is not None:
+                member.size = len(changed)
+                copy.addfile(member, io.BytesIO(changed) if member.isfile() else None)
+        for member, data in extra:
+            member.size = len(data)
+            copy.addfile(member, io.BytesIO(data))
+    return target

@@ -28,7 +28,9 @@ def test_the_cli_path_never_imports_tensorflow(zoo: Zoo):
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('TENSORFLOW' if 'tensorflow' in sys.modules else 'NO-TENSORFLOW', file=sys.stderr)\n"
     )
-    for args in (["--help"], ["list"], ["info", "ssd_resnet50_v1_fpn"], ["fetch", MODEL], ["fetch", MODEL]):
+    commands = (["--help"], ["list"], ["info", "ssd_resnet50_v1_fpn"], ["fetch", MODEL], ["fetch", MODEL],
+                ["verify"], ["inspect", MODEL])  # fmt: skip
+    for args in commands:
         result = subprocess.run(
             [sys.executable, "-c", probe, *args], env=zoo.env, capture_output=True, text=True, timeout=60
         )
@@ -101,18 +103,40 @@ def test_prune_keeps_the_files_of_a_fetch_in_progress(zoo: Zoo, upstream: FileSe
     assert not partial.exists()
 
 
-def test_verify_reports_each_model(zoo: Zoo):
+def test_verify_rehashes_and_checks_every_tensor(zoo: Zoo):
     assert zoo.run("fetch", MODEL).returncode == 0
     good = zoo.run("verify", "--json")
     assert good.returncode == 0 and json.loads(good.stdout)["ok"] is True
     shard = zoo.cache / "models" / MODEL / "files" / MODEL / "checkpoint" / "ckpt-0.data-00000-of-00001"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    flipped = zoo.run("verify", MODEL)
+    assert flipped.returncode == 6
+    assert re.search(r"ckpt-0.data-00000-of-00001: tensor 'model/[^']+' at offset \d+ .* fails its CRC32C", flipped.stdout)
+    assert flipped.stderr.strip() == "zoo: error: 1 of 1 cached model(s) failed verification"
     shard.unlink()
-    bad = zoo.run("verify", MODEL)
-    assert bad.returncode == 6
-    assert "checkpoint ckpt-0 has no data shard (ckpt-0.data-*)" in bad.stdout
-    assert bad.stderr.strip() == "zoo: error: 1 of 1 cached model(s) failed verification"
-    missing = zoo.run("verify", "efficientdet_d0")
-    assert missing.returncode == 10
+    missing = zoo.run("verify", MODEL)
+    assert missing.returncode == 6 and "ckpt-0.data-00000-of-00001: data shard is missing" in missing.stdout
+    assert zoo.run("verify", "efficientdet_d0").returncode == 10
+
+
+def test_inspect_a_cached_model_or_a_path(zoo: Zoo, tmp_path: Path):
+    assert zoo.run("inspect", MODEL).returncode == 10
+    assert zoo.run("fetch", MODEL).returncode == 0
+    by_name = json.loads(zoo.run("inspect", "ssd_resnet50_v1_fpn", "--json").stdout)
+    assert by_name["format"] == "tf2-object-based"
+    assert by_name["model_children"] == ["_box_predictor", "_feature_extractor"]
+    directory = zoo.cache / "models" / MODEL / "files" / MODEL / "checkpoint"
+    by_path = json.loads(zoo.run("inspect", str(directory), "--json", "--filter", "model/_box_predictor").stdout)
+    assert by_path["prefix"] == str(directory / "ckpt-0")
+    assert by_path["variables"] and all(v["name"].startswith("model/_box_predictor") for v in by_path["variables"])
+    text = zoo.run("inspect", str(directory / "ckpt-0.index")).stdout
+    assert "root objects: model, save_counter" in text
+    garbage = tmp_path / "x.index"
+    garbage.write_bytes(b"not an index at all" * 10)
+    broken = zoo.run("inspect", str(garbage))
+    assert broken.returncode == 6 and broken.stderr.startswith(f"zoo: error: {garbage}")
 
 
 def test_usage_and_registry_errors_are_one_line_with_their_codes(zoo: Zoo, tmp_path: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,6 @@ INTEGRITY = 6
         (tarballs.hardlink_escape_tarball, UNSAFE, "unsafe member refused"),
         (tarballs.device_tarball, UNSAFE, "is a device or FIFO"),
         (tarballs.size_bomb_tarball, UNSAFE, "a decompression bomb?"),
-        (tarballs.missing_shard_tarball, INTEGRITY, "missing data shard(s) ckpt-0.data-00001-of-00002"),
         (tarballs.no_index_tarball, INTEGRITY, "should hold 'checkpoint/ckpt-0.index'; found: none"),
     ],
 )
@@ -50,18 +50,42 @@ def test_corrupt_gzip_is_an_integrity_error(zoo: Zoo, upstream: FileServer, tarb
     assert zoo.leftovers() == []
 
 
-def test_a_detection_archive_needs_its_pipeline_config(zoo: Zoo, upstream: FileServer, tmp_path: Path):
-    import io
-    import tarfile
+def flip_middle_byte(data: bytes) -> bytes:
+    changed = bytearray(data)
+    changed[len(changed) // 2] ^= 0x01
+    return bytes(changed)
 
-    source = tarballs.make_zoo_tarball(tmp_path / "ok", MODEL, size_mb=0.1)
-    stripped = io.BytesIO()
-    with tarfile.open(source) as original, tarfile.open(fileobj=stripped, mode="w:gz") as copy:
-        for member in original.getmembers():
-            if not member.name.endswith("pipeline.config"):
-                copy.addfile(member, original.extractfile(member) if member.isfile() else None)
-    upstream.add(TARBALL_PATH, stripped.getvalue())
+
+@pytest.mark.parametrize(
+    ("member", "change", "message"),
+    [
+        ("pipeline.config", lambda data: None, "the archive holds no pipeline.config"),
+        (".data-00000-of-00001", lambda data: None, "checkpoint/ckpt-0.data-00000-of-00001: data shard is missing"),
+        (".data-00000-of-00001", lambda data: data[: len(data) // 2], "the shard is truncated"),
+        (".data-00000-of-00001", flip_middle_byte, "fails its CRC32C"),
+        ("ckpt-0.index", lambda data: data[:-20], "ckpt-0.index"),
+    ],
+)
+def test_archives_with_a_broken_checkpoint_are_refused(zoo: Zoo, upstream: FileServer, tmp_path: Path, member, change, message):
+    source = tarballs.make_zoo_tarball(tmp_path / "ok", MODEL, size_mb=0.2)
+    broken = tarballs.repack(
+        source, tmp_path / "broken.tar.gz", lambda info, data: change(data) if info.name.endswith(member) else data
+    )
+    upstream.add(TARBALL_PATH, broken.read_bytes())
     result = zoo.run("fetch", MODEL)
-    assert result.returncode == INTEGRITY
-    assert "the archive holds no pipeline.config" in result.stderr
+    assert result.returncode == INTEGRITY, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"zoo: error: {upstream.url_for(TARBALL_PATH)}: ")
+    assert message in lines[0]
     assert zoo.leftovers() == []
+
+
+def test_a_flipped_byte_names_the_tensor(zoo: Zoo, upstream: FileServer, tmp_path: Path):
+    source = tarballs.make_zoo_tarball(tmp_path / "ok", MODEL, size_mb=0.2)
+    broken = tarballs.repack(
+        source, tmp_path / "broken.tar.gz",
+        lambda info, data: flip_middle_byte(data) if info.name.endswith(".data-00000-of-00001") else data,
+    )  # fmt: skip
+    upstream.add(TARBALL_PATH, broken.read_bytes())
+    result = zoo.run("fetch", MODEL)
+    assert re.search(r"tensor 'model/_(feature_extractor|box_predictor)/[^']+' at offset \d+", result.stderr)

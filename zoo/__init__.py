@@ -1,39 +1,58 @@
-"""zoo: fetch TensorFlow Object Detection API zoo checkpoints into a verified cache."""
+"""zoo: fetch TensorFlow Object Detection API zoo checkpoints into a verified cache.
+
+The public API is imported lazily, so ``import zoo.checkpoint`` (a
+millisecond checkpoint listing) does not pay for the download stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from zoo import bundle, lockfile, serve  # noqa: E402
-from zoo.cache import Cache, Entry  # noqa: E402
-from zoo.catalog import Info, Listing, list_models, model_info, select_models  # noqa: E402
-from zoo.errors import ZooError  # noqa: E402
-from zoo.fetch import FetchResult, fetch, fetch_many  # noqa: E402
-from zoo.mirror import build_mirror, verify_mirror  # noqa: E402
-from zoo.registry import Model, Registry, load_registry  # noqa: E402
-from zoo.settings import Settings  # noqa: E402
-from zoo.verify import VerifyResult, verify_cached  # noqa: E402
+_EXPORTS = {
+    "Cache": "zoo.cache",
+    "Entry": "zoo.cache",
+    "Info": "zoo.catalog",
+    "Listing": "zoo.catalog",
+    "inspect_checkpoint": "zoo.catalog",
+    "list_models": "zoo.catalog",
+    "model_info": "zoo.catalog",
+    "select_models": "zoo.catalog",
+    "ZooError": "zoo.errors",
+    "FetchResult": "zoo.fetch",
+    "fetch": "zoo.fetch",
+    "fetch_many": "zoo.fetch",
+    "build_mirror": "zoo.mirror",
+    "verify_mirror": "zoo.mirror",
+    "Model": "zoo.registry",
+    "Registry": "zoo.registry",
+    "load_registry": "zoo.registry",
+    "Settings": "zoo.settings",
+    "VerifyResult": "zoo.verify",
+    "verify_cached": "zoo.verify",
+}
+_MODULES = {"bundle", "checkpoint", "errors", "lockfile", "serve"}
 
-__all__ = [
-    "Cache",
-    "Entry",
-    "FetchResult",
-    "Info",
-    "Listing",
-    "Model",
-    "Registry",
-    "Settings",
-    "VerifyResult",
-    "ZooError",
-    "__version__",
-    "build_mirror",
-    "bundle",
-    "fetch",
-    "fetch_many",
-    "lockfile",
-    "select_models",
-    "serve",
-    "verify_mirror",
-    "list_models",
-    "load_registry",
-    "model_info",
-    "verify_cached",
-]
+__all__ = sorted([*_EXPORTS, *_MODULES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f"zoo.{name}")
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from zoo import bundle, checkpoint, errors, lockfile, serve  # noqa: F401
+    from zoo.cache import Cache, Entry  # noqa: F401
+    from zoo.catalog import Info, Listing, inspect_checkpoint, list_models, model_info, select_models  # noqa: F401
+    from zoo.errors import ZooError  # noqa: F401
+    from zoo.fetch import FetchResult, fetch, fetch_many  # noqa: F401
+    from zoo.mirror import build_mirror, verify_mirror  # noqa: F401
+    from zoo.registry import Model, Registry, load_registry  # noqa: F401
+    from zoo.settings import Settings  # noqa: F401
+    from zoo.verify import VerifyResult, verify_cached  # noqa: F401

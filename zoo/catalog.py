@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from zoo.cache import Cache, Entry
+from zoo.checkpoint import read_checkpoint, summarize
 from zoo.errors import UsageError
 from zoo.registry import Model, Registry
 
@@ -77,3 +79,14 @@ def select_models(
         for model in registry
         if all_models or model.name in wanted or (family is not None and model.family == family)
     ]
+
+
+def inspect_checkpoint(
+    registry: Registry, cache: Cache, target: str, filter_prefix: str | None = None
+) -> dict[str, Any]:
+    """What a checkpoint holds: ``target`` is a path (prefix, .index, .data-*,
+    directory) or the name of a cached model."""
+    if Path(target).exists() or Path(target + ".index").exists():
+        return summarize(read_checkpoint(target), filter_prefix)
+    entry = cache.require_entry(registry.resolve(target).name)
+    return summarize(read_checkpoint(entry.checkpoint_path), filter_prefix)

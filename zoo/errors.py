@@ -102,6 +102,12 @@ class ConfigError(ZooError):
         self.column = column
 
 
+class RejectedConfigError(ZooError):
+    """`zoo check` found errors, or `zoo config` refused to write a config that would fail."""
+
+    exit_code = 12
+
+
 EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -117,5 +123,6 @@ EXIT_CODES: dict[str, int] = {
         DiskFullError,
         NotCachedError,
         ConfigError,
+        RejectedConfigError,
     )
 }

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from zoo.checkpoint import Checkpoint, check_files, read_checkpoint
 from zoo.errors import IntegrityError, UnsafeArchiveError, ZooError
 from zoo.fsutil import writing
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 _DRIVE = re.compile(r"[A-Za-z]:")  # C:/..., absolute on Windows
-_SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
 
 
 @dataclass(frozen=True)
@@ -174,21 +174,21 @@ class _Guard:
             raise UnsafeArchiveError(f"{self.label}: {reason}; nothing was installed")
 
 
-def find_checkpoint(root: Path, expected: str | None) -> Path:
-    """The checkpoint prefix in an extracted archive, with every shard present.
+def find_checkpoint(root: Path, expected: str | None) -> Checkpoint:
+    """The checkpoint in an extracted archive, its index read and every shard present.
 
     ``expected`` is the registry's prefix relative to the archive's top
     directory; without one, the single checkpoint outside ``saved_model/`` is
-    taken.
+    taken. The tensors' bytes are not read here (``verify_checkpoint`` does).
     """
     candidates = _prefixes(root, expected)
     if len(candidates) != 1:
         found = ", ".join(str(p.relative_to(root)) for p in candidates) or "none"
         wanted = f"'{expected}.index'" if expected else "one checkpoint '.index' file"
-        raise IntegrityError(f"{root}: archive should hold {wanted}; found: {found}")
-    prefix = candidates[0]
-    _check_shards(prefix, root)
-    return prefix
+        raise IntegrityError(f"the archive should hold {wanted}; found: {found}")
+    checkpoint = read_checkpoint(candidates[0])
+    check_files(checkpoint)
+    return checkpoint
 
 
 def _prefixes(root: Path, expected: str | None) -> list[Path]:
@@ -200,26 +200,6 @@ def _prefixes(root: Path, expected: str | None) -> list[Path]:
         for index in root.rglob("*.index")
         if "saved_model" not in index.relative_to(root).parts
     )
-
-
-def _check_shards(prefix: Path, root: Path) -> None:
-    counts = set()
-    present = set()
-    for shard in prefix.parent.glob(prefix.name + ".data-*-of-*"):
-        match = _SHARD.search(shard.name)
-        if match and shard.name == prefix.name + match.group(0):
-            present.add(int(match.group(1)))
-            counts.add(int(match.group(2)))
-    label = prefix.relative_to(root)
-    if not counts:
-        raise IntegrityError(f"{root}: checkpoint {label} has no data shard ({prefix.name}.data-*)")
-    if len(counts) > 1:
-        raise IntegrityError(f"{root}: checkpoint {label} mixes shard sets of {sorted(counts)}")
-    count = counts.pop()
-    missing = sorted(set(range(count)) - present)
-    if missing:
-        names = ", ".join(f"{prefix.name}.data-{i:05d}-of-{count:05d}" for i in missing)
-        raise IntegrityError(f"{root}: checkpoint {label} is missing data shard(s) {names}")
 
 
 def find_pipeline_config(root: Path) -> Path | None:

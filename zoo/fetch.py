@@ -14,6 +14,7 @@ from typing import Any
 from zoo.cache import Cache, Entry, now
 from zoo.download import Transfer, download
 from zoo.errors import IntegrityError, NetworkError, OfflineMissError, UsageError, ZooError
+from zoo.checkpoint import verify_checkpoint
 from zoo.extract import extract_stream, find_checkpoint, find_pipeline_config
 from zoo.fsutil import writing
 from zoo.registry import Model, Registry, load_registry
@@ -157,7 +158,7 @@ def _install(
             got = transfer.finish()
         with writing(staged):
             shutil.move(got.path, staged / archive_name)
-        checkpoint = find_checkpoint(staged / "files", model.checkpoint)
+        checkpoint = _verified_checkpoint(model, staged / "files")
         archive_config = _archive_config(model, staged)
         sample = _sample_config(model, cache, staged, settings, progress)
         config = sample or archive_config
@@ -175,6 +176,17 @@ def _install(
             directory=cache.entry_dir(model.name),
         )
         return cache.publish(staged, entry)
+
+
+def _verified_checkpoint(model: Model, files: Path) -> Path:
+    """The archive's checkpoint prefix, once every tensor matches its CRC32C."""
+    try:
+        checkpoint = find_checkpoint(files, model.checkpoint)
+        verify_checkpoint(checkpoint)
+    except IntegrityError as exc:
+        # The staging directory means nothing to the user; the archive's URL does.
+        raise type(exc)(f"{model.url}: " + str(exc).replace(f"{files}/", "")) from None
+    return checkpoint.prefix
 
 
 def _sample_config(

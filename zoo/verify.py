@@ -1,4 +1,4 @@
-"""Re-check cached models on demand: archive hash and size, checkpoint files."""
+"""Re-check cached models on demand: archive hash and size, every tensor's CRC32C."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from zoo.cache import Cache, Entry
 from zoo.fsutil import file_digest
 from zoo.errors import ZooError
-from zoo.extract import find_checkpoint
+from zoo.checkpoint import read_checkpoint, verify_checkpoint
 from zoo.registry import Registry
 
 
@@ -50,7 +50,7 @@ def verify_entry(entry: Entry, registry: Registry) -> VerifyResult:
     if pinned and pinned.sha256 and pinned.sha256 != sha256:
         problems.append(f"{entry.archive_path}: sha256 {sha256} differs from the pinned {pinned.sha256}")
     try:
-        find_checkpoint(entry.checkpoint_path.parent, entry.checkpoint_path.name)
+        verify_checkpoint(read_checkpoint(entry.checkpoint_path))
     except ZooError as exc:
         problems.append(str(exc))
     return VerifyResult(entry.name, sha256, size, problems)
