@@ -279,3 +279,31 @@ def test_lock_file_names_unknown_models_precisely(zoo: Zoo, tmp_path: Path):
     result = zoo.run("fetch", "--lock", str(lock))
     assert result.returncode == 4
     assert result.stderr.strip() == f"zoo: error: {lock}: models[0] (nope): not a model of the registry"
+
+
+def test_build_from_a_lock_file_checks_its_pins(zoo: Zoo, upstream: FileServer, tarball: Path, tmp_path: Path):
+    lock = tmp_path / "zoo.lock"
+    assert zoo.run("lock", MODEL, "-o", str(lock)).returncode == 0
+    built = zoo.run("mirror", "build", str(tmp_path / "mirror"), "--lock", str(lock), "--json")
+    assert built.returncode == 0, built.stderr
+    assert archive_in(tmp_path / "mirror", upstream).read_bytes() == tarball.read_bytes()
+    data = json.loads(lock.read_text())
+    data["models"][0]["sha256"] = "0" * 64
+    lock.write_text(json.dumps(data))
+    refused = zoo.run("mirror", "build", str(tmp_path / "other"), "--lock", str(lock))
+    assert refused.returncode == 6 and "sha256 mismatch" in refused.stderr
+
+
+def test_selecting_models_to_mirror():
+    from zoo.catalog import select_models
+    from zoo.errors import UsageError
+    from zoo.registry import load_registry
+
+    registry = load_registry()
+    assert len(select_models(registry, all_models=True)) == 104
+    classification = select_models(registry, family="tf2-classification")
+    assert {m.family for m in classification} == {"tf2-classification"} and len(classification) == 14
+    picked = select_models(registry, ["ssd_resnet50_v1_fpn", MODEL], family="tf2-classification")
+    assert [m.name for m in picked].count(MODEL) == 1 and len(picked) == 15
+    with pytest.raises(UsageError):
+        select_models(registry)
