@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
 import zoo
+from cli import resolver_commands
+from cli.common import (
+    CacheDirOption,
+    JsonOption,
+    MirrorOnlyOption,
+    MirrorOption,
+    OfflineOption,
+    QuietOption,
+    RegistryOption,
+    emit,
+    fail,
+    for_each,
+    human,
+    plain,
+    report,
+    settings_from,
+)
 from zoo.errors import IntegrityError, UsageError, ZooError
 from zoo.fsutil import writing
 
@@ -29,68 +44,6 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(mirror_app, name="mirror")
 app.add_typer(bundle_app, name="bundle")
 
-CacheDirOption = Annotated[
-    Optional[Path],
-    typer.Option("--cache-dir", help="Cache directory (default: $ZOO_CACHE_DIR, else $XDG_CACHE_HOME/zoo, else ~/.cache/zoo)."),
-]
-RegistryOption = Annotated[
-    Optional[list[Path]],
-    typer.Option("--registry", help="Extra registry file layered over the built-in one (repeatable; after $ZOO_REGISTRY)."),
-]
-MirrorOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--mirror", help="Mirror base URL or directory, tried before upstream (repeatable; before $ZOO_MIRROR)."),
-]
-OfflineOption = Annotated[
-    bool, typer.Option("--offline", help="Open no network connection (also $ZOO_OFFLINE=1).")
-]
-MirrorOnlyOption = Annotated[
-    bool, typer.Option("--mirror-only", help="Never fall back to the upstream URL (also $ZOO_MIRROR_ONLY=1).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes on stderr.")]
-
-
-def _settings(
-    cache_dir: Path | None = None,
-    registry: list[Path] | None = None,
-    mirror: list[str] | None = None,
-    offline: bool = False,
-    mirror_only: bool = False,
-) -> zoo.Settings:
-    # A flag left off means "as the environment says", so it passes None.
-    return zoo.Settings.from_env(
-        cache_dir=cache_dir,
-        mirrors=mirror or (),
-        offline=True if offline else None,
-        mirror_only=True if mirror_only else None,
-        registry_files=registry or (),
-    )
-
-
-def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
-    typer.echo(json.dumps(data, sort_keys=True) if as_json else text)
-
-
-def _fail(name: str, exc: ZooError, as_json: bool) -> None:
-    if as_json:
-        _emit(True, {"name": name, "ok": False, "error": str(exc), "exit_code": exc.exit_code}, "")
-    _report(exc)
-
-
-def _for_each(names: Iterable[str], as_json: bool, step: Callable[[str], None]) -> None:
-    """Run ``step`` per name; report failures per name and exit with the first one's code."""
-    first_failure = 0
-    for name in names:
-        try:
-            step(name)
-        except ZooError as exc:
-            _fail(name, exc, as_json)
-            first_failure = first_failure or exc.exit_code
-    if first_failure:
-        raise typer.Exit(first_failure)
-
-
 @app.command()
 def fetch(
     names: Annotated[Optional[list[str]], typer.Argument(help="Model names or aliases.", metavar="NAME...", show_default=False)] = None,
@@ -105,7 +58,7 @@ def fetch(
     quiet: QuietOption = False,
 ) -> None:
     """Download, verify and extract models; print each checkpoint prefix (fine_tune_checkpoint)."""
-    settings = _settings(cache_dir, registry, mirror, offline, mirror_only)
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only)
     if lock:
         settings, locked = zoo.lockfile.with_lock(lock, settings)
         names = [*(names or []), *locked]
@@ -117,10 +70,10 @@ def fetch(
     first_failure = 0
     for name, outcome in zoo.fetch_many(list(dict.fromkeys(names)), settings=settings, jobs=jobs, progress=show_bar):
         if isinstance(outcome, ZooError):
-            _fail(name, outcome, as_json)
+            fail(name, outcome, as_json)
             first_failure = first_failure or outcome.exit_code
             continue
-        _emit(as_json, {"ok": True, **outcome.to_dict()}, str(outcome.checkpoint))
+        emit(as_json, {"ok": True, **outcome.to_dict()}, str(outcome.checkpoint))
         state = "cached" if outcome.from_cache else "fetched"
         logging.getLogger("zoo").info("%s: %s (sha256:%s)", outcome.name, state, outcome.sha256)
     if first_failure:
@@ -139,7 +92,7 @@ def lock_(
     mirror_only: MirrorOnlyOption = False,
 ) -> None:
     """Pin models to their exact bytes (name, URL, sha256, size) in a lock file."""
-    settings = _settings(cache_dir, registry, mirror, offline, mirror_only)
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only)
     if key:
         typer.echo(zoo.lockfile.lock_key(zoo.lockfile.read_lock(key, zoo.load_registry(settings.registry_files))))
         return
@@ -161,7 +114,7 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """List registry models; '*' marks cached ones."""
-    settings = _settings(cache_dir, registry)
+    settings = settings_from(cache_dir, registry)
     rows = zoo.list_models(
         zoo.load_registry(settings.registry_files), zoo.Cache(settings.cache_dir), family, arch, cached
     )
@@ -172,7 +125,7 @@ def list_(
             f"{'*' if row.cached else ' '} {model.name:<72} {model.family:<18} "
             f"{model.meta_architecture or '-':<12} {size:>9} {model.coco_map or '-':>9}"
         )
-        _emit(as_json, row.to_dict(), text)
+        emit(as_json, row.to_dict(), text)
 
 
 @app.command()
@@ -183,12 +136,12 @@ def info(
     as_json: JsonOption = False,
 ) -> None:
     """Show one model: URL, sample config, architecture, variants, cache state."""
-    settings = _settings(cache_dir, registry)
+    settings = settings_from(cache_dir, registry)
     details = zoo.model_info(zoo.load_registry(settings.registry_files), zoo.Cache(settings.cache_dir), name)
     data = details.to_dict()
-    lines = [f"{key}: {_plain(value)}" for key, value in data.items() if key != "variants"]
+    lines = [f"{key}: {plain(value)}" for key, value in data.items() if key != "variants"]
     lines.append("variants: " + (", ".join(data["variants"]) or "-"))
-    _emit(as_json, data, "\n".join(lines))
+    emit(as_json, data, "\n".join(lines))
 
 
 @app.command()
@@ -198,14 +151,14 @@ def verify(
     registry: RegistryOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-hash cached archives and check their checkpoint files."""
-    settings = _settings(cache_dir, registry)
+    """Re-hash cached archives and check every tensor against its CRC32C."""
+    settings = settings_from(cache_dir, registry)
     results = zoo.verify_cached(
         zoo.Cache(settings.cache_dir), zoo.load_registry(settings.registry_files), names or ()
     )
     for result in results:
         status = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)
-        _emit(as_json, result.to_dict(), f"{result.name}: {status}")
+        emit(as_json, result.to_dict(), f"{result.name}: {status}")
     failed = [r for r in results if not r.ok]
     if failed:
         raise IntegrityError(f"{len(failed)} of {len(results)} cached model(s) failed verification")
@@ -220,37 +173,37 @@ def inspect(
     as_json: JsonOption = False,
 ) -> None:
     """Show what a checkpoint holds, read without TensorFlow: format, objects, tensors, sizes."""
-    settings = _settings(cache_dir, registry)
+    settings = settings_from(cache_dir, registry)
     summary = zoo.inspect_checkpoint(
         zoo.load_registry(settings.registry_files), zoo.Cache(settings.cache_dir), target, filter_prefix
     )
     lines = [
         f"prefix: {summary['prefix']}",
         f"format: {summary['format']}",
-        f"root objects: {_plain(summary['root_objects'])}",
-        f"model children: {_plain(summary['model_children'])}",
+        f"root objects: {plain(summary['root_objects'])}",
+        f"model children: {plain(summary['model_children'])}",
         f"tensors: {summary['tensors']}  parameters: {summary['parameters']:,}  "
-        f"bytes: {_human(summary['bytes'])}  shards: {summary['shards']}",
+        f"bytes: {human(summary['bytes'])}  shards: {summary['shards']}",
         "dtypes: " + ", ".join(f"{k}={v}" for k, v in summary["dtypes"].items()),
     ]
     lines += [f"  {v['name']}  {v['dtype']}  {v['shape']}" for v in summary.get("variables", [])]
-    _emit(as_json, summary, "\n".join(lines))
+    emit(as_json, summary, "\n".join(lines))
 
 
 @cache_app.command("ls")
 def cache_ls(cache_dir: CacheDirOption = None, as_json: JsonOption = False) -> None:
     """List cached models with their checkpoint prefixes."""
-    for entry in zoo.Cache(_settings(cache_dir).cache_dir).entries():
+    for entry in zoo.Cache(settings_from(cache_dir).cache_dir).entries():
         data = {**entry.marker_dict(), "checkpoint_path": str(entry.checkpoint_path)}
-        _emit(as_json, data, f"{entry.name}  {_human(entry.size)}  {entry.fetched_at}  {entry.checkpoint_path}")
+        emit(as_json, data, f"{entry.name}  {human(entry.size)}  {entry.fetched_at}  {entry.checkpoint_path}")
 
 
 @cache_app.command("du")
 def cache_du(cache_dir: CacheDirOption = None, as_json: JsonOption = False) -> None:
     """Show disk use per cached model, of partial downloads, and in total."""
-    usage = zoo.Cache(_settings(cache_dir).cache_dir).disk_usage()
+    usage = zoo.Cache(settings_from(cache_dir).cache_dir).disk_usage()
     for name, size in [*usage.items(), ("total", sum(usage.values()))]:
-        _emit(as_json, {"name": name, "bytes": size}, f"{_human(size):>10}  {name}")
+        emit(as_json, {"name": name, "bytes": size}, f"{human(size):>10}  {name}")
 
 
 @cache_app.command("rm")
@@ -261,23 +214,23 @@ def cache_rm(
     as_json: JsonOption = False,
 ) -> None:
     """Remove models (and their partial downloads) from the cache."""
-    settings = _settings(cache_dir, registry)
+    settings = settings_from(cache_dir, registry)
     cache = zoo.Cache(settings.cache_dir)
     catalog = zoo.load_registry(settings.registry_files)
 
     def step(name: str) -> None:
         canonical = name if cache.entry_dir(name).exists() else catalog.resolve(name).name
         freed = cache.remove(canonical)
-        _emit(as_json, {"name": canonical, "ok": True, "freed": freed}, f"removed {canonical} ({_human(freed)})")
+        emit(as_json, {"name": canonical, "ok": True, "freed": freed}, f"removed {canonical} ({human(freed)})")
 
-    _for_each(names, as_json, step)
+    for_each(names, as_json, step)
 
 
 @cache_app.command("prune")
 def cache_prune(cache_dir: CacheDirOption = None, as_json: JsonOption = False) -> None:
     """Remove partial downloads, unfinished entries and staging leftovers."""
-    for path in zoo.Cache(_settings(cache_dir).cache_dir).prune():
-        _emit(as_json, {"removed": str(path)}, f"removed {path}")
+    for path in zoo.Cache(settings_from(cache_dir).cache_dir).prune():
+        emit(as_json, {"removed": str(path)}, f"removed {path}")
 
 
 @mirror_app.command("build")
@@ -294,7 +247,7 @@ def mirror_build(
     quiet: QuietOption = False,
 ) -> None:
     """Download archives and sample configs into a mirror, incrementally, with its index."""
-    settings = _settings(cache_dir, registry, mirror)
+    settings = settings_from(cache_dir, registry, mirror)
     if lock:
         settings, locked = zoo.lockfile.with_lock(lock, settings)
         names = [*(names or []), *locked]
@@ -303,7 +256,7 @@ def mirror_build(
     show_bar = sys.stdout.isatty() and not quiet and not as_json
     for item in zoo.build_mirror(directory, models, settings, progress=show_bar):
         state = "downloaded" if item.downloaded else "present"
-        _emit(as_json, {"path": item.path, "url": item.url, "sha256": item.sha256, "size": item.size,
+        emit(as_json, {"path": item.path, "url": item.url, "sha256": item.sha256, "size": item.size,
                         "downloaded": item.downloaded}, f"{state:<10}  {item.path}")  # fmt: skip
 
 
@@ -314,11 +267,11 @@ def mirror_verify(
     as_json: JsonOption = False,
 ) -> None:
     """Re-hash every file of a mirror against its index; report missing, corrupt and extra files."""
-    report = zoo.verify_mirror(directory, _settings(cache_dir))
+    report = zoo.verify_mirror(directory, settings_from(cache_dir))
     lines = [f"checked {report.checked} file(s)"]
     lines += [f"missing  {p}" for p in report.missing] + [f"corrupt  {p}" for p in report.corrupt]
     lines += [f"extra    {p}" for p in report.extra]
-    _emit(as_json, report.to_dict(), "\n".join(lines))
+    emit(as_json, report.to_dict(), "\n".join(lines))
     if not report.ok:
         raise IntegrityError(f"{directory}: {len(report.missing)} missing and {len(report.corrupt)} corrupt file(s)")
 
@@ -342,7 +295,7 @@ def bundle_create(
     registry: RegistryOption = None,
 ) -> None:
     """Pack cached models (archives, sample configs, an index) into one tar file."""
-    settings = _settings(cache_dir, registry)
+    settings = settings_from(cache_dir, registry)
     index = zoo.bundle.create_bundle(path, names, settings, zoo.load_registry(settings.registry_files))
     typer.echo(f"wrote {path}: {len(index.models)} model(s), {len(index.files)} file(s)")
 
@@ -355,27 +308,8 @@ def bundle_import(
     registry: RegistryOption = None,
 ) -> None:
     """Verify every file of a bundle, then install its models into the cache or a mirror."""
-    for name in zoo.bundle.import_bundle(path, into, _settings(cache_dir, registry)):
+    for name in zoo.bundle.import_bundle(path, into, settings_from(cache_dir, registry)):
         typer.echo(f"imported {name}")
-
-
-def _plain(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(map(str, value)) or "-"
-    return str(value)
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def _version(value: bool) -> None:
@@ -391,8 +325,7 @@ def root(
     """Fetch TensorFlow Object Detection API zoo checkpoints into a verified local cache."""
 
 
-def _report(exc: ZooError) -> None:
-    typer.echo(f"zoo: error: {exc}", err=True)
+resolver_commands.register(app)
 
 
 def main() -> None:
@@ -406,7 +339,7 @@ def main() -> None:
     try:
         app()
     except ZooError as exc:
-        _report(exc)
+        report(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("zoo: interrupted", err=True)

@@ -1,0 +1,179 @@
+"""`zoo config`: a zoo model's sample config (or the user's), made ready to train.
+
+``configure`` fetches the model (a cache hit opens no connection), takes its
+sample config or ``--from``, writes the fine-tune fields and whatever the user
+asked for through zoo.textproto (so every other byte stays as it was), then
+runs zoo.check on the result exactly as the trainer would see it. Writing, and
+refusing to write, is the caller's business: ``Configured.blocking`` says what
+would stop training.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zoo.check import FINE_TUNE_CHECKPOINT, Finding, Severity, is_remote
+from zoo.errors import UsageError
+from zoo.facts import check_document
+from zoo.fetch import FetchResult, fetch
+from zoo.labelmap import read_label_map
+from zoo.registry import Model, load_registry
+from zoo.settings import Settings
+from zoo.textproto import (
+    Document,
+    Found,
+    Identifier,
+    find_placeholders,
+    num_classes_path,
+    parse,
+    read_text,
+)
+
+# The checkpoint type each family's checkpoints are made for (tfod_reference.md (b)).
+TYPE_FOR_FAMILY = {"tf2-detection": "detection", "tf2-classification": "classification", "tf1-detection": "detection"}
+# Placeholders are the user's to fill: listed with their lines, they do not block writing.
+NOT_BLOCKING = frozenset({"placeholder"})
+
+
+@dataclass(frozen=True)
+class Request:
+    """What ``zoo config`` was asked for; None and () leave the template's value."""
+
+    name: str
+    template: Path | None = None
+    checkpoint_type: str | None = None
+    label_map: Path | None = None
+    num_classes: int | None = None
+    train_records: Sequence[str] = ()
+    eval_records: Sequence[str] = ()
+    batch_size: int | None = None
+    num_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class Edits:
+    """The field values to write, resolved: absolute paths, a checkpoint type."""
+
+    fine_tune_checkpoint: str
+    checkpoint_type: str
+    label_map_path: str | None = None
+    num_classes: int | None = None
+    train_records: tuple[str, ...] = ()
+    eval_records: tuple[str, ...] = ()
+    batch_size: int | None = None
+    num_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class Configured:
+    model: Model
+    fetched: FetchResult
+    template: Path
+    template_text: str
+    document: Document
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return self.document.text
+
+    @property
+    def placeholders(self) -> list[Found]:
+        return find_placeholders(self.document)
+
+    @property
+    def blocking(self) -> list[Finding]:
+        """Errors that would stop or spoil training, placeholders aside."""
+        return [f for f in self.findings if f.severity is Severity.ERROR and f.id not in NOT_BLOCKING]
+
+    def diff(self, target: str) -> str:
+        lines = difflib.unified_diff(
+            self.template_text.splitlines(keepends=True), self.text.splitlines(keepends=True),
+            fromfile=str(self.template), tofile=target,
+        )  # fmt: skip
+        return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def configure(request: Request, settings: Settings, *, cwd: Path | None = None, progress: bool = False) -> Configured:
+    """Fetch the model, patch its config as requested, and check the result."""
+    cwd = cwd or Path.cwd()
+    registry = load_registry(settings.registry_files)
+    model = registry.resolve(request.name)
+    fetched = fetch(model.name, settings=settings, registry=registry, progress=progress)
+    template = _template(request, fetched)
+    text = read_text(template)
+    document = parse(text, str(template))
+    apply_edits(document, resolve_edits(request, model, fetched, cwd))
+    findings = check_document(document, cwd, cache_root=settings.cache_dir)
+    return Configured(model, fetched, template, text, document, findings)
+
+
+def _template(request: Request, fetched: FetchResult) -> Path:
+    if request.template is not None:
+        return request.template
+    if fetched.config is None:
+        raise UsageError(f"{fetched.name} comes with no sample config; pass your own with --from CONFIG")
+    return fetched.config
+
+
+def resolve_edits(request: Request, model: Model, fetched: FetchResult, cwd: Path) -> Edits:
+    """Turn the request into values: absolute paths (the trainer resolves
+    relative ones against wherever it is started) and num_classes from the label map."""
+    checkpoint_type = request.checkpoint_type or TYPE_FOR_FAMILY.get(model.family, "detection")
+    label_map_path, num_classes = None, request.num_classes
+    if request.label_map is not None:
+        label_map_path = _absolute(str(request.label_map), cwd)
+        highest = read_label_map(label_map_path).num_classes
+        if num_classes is not None and num_classes != highest:
+            raise UsageError(f"--num-classes {num_classes} contradicts --label-map {request.label_map}, "
+                             f"whose highest id is {highest}")  # fmt: skip
+        num_classes = highest
+    return Edits(
+        fine_tune_checkpoint=str(fetched.checkpoint),
+        checkpoint_type=checkpoint_type,
+        label_map_path=label_map_path,
+        num_classes=num_classes,
+        train_records=tuple(_absolute(p, cwd) for p in request.train_records),
+        eval_records=tuple(_absolute(p, cwd) for p in request.eval_records),
+        batch_size=request.batch_size,
+        num_steps=request.num_steps,
+    )
+
+
+def _absolute(value: str, cwd: Path) -> str:
+    return value if is_remote(value) or os.path.isabs(value) else os.path.abspath(os.path.join(cwd, value))
+
+
+def apply_edits(doc: Document, edits: Edits) -> None:
+    """Write ``edits`` into ``doc``; fields not named keep their bytes."""
+    doc.set(FINE_TUNE_CHECKPOINT, edits.fine_tune_checkpoint)
+    doc.set("train_config.fine_tune_checkpoint_type", edits.checkpoint_type)
+    doc.set("train_config.fine_tune_checkpoint_version", Identifier("V2"))
+    if edits.num_classes is not None:
+        doc.set(num_classes_path(doc), edits.num_classes)
+    if edits.batch_size is not None:
+        doc.set("train_config.batch_size", edits.batch_size)
+    if edits.num_steps is not None:
+        doc.set("train_config.num_steps", edits.num_steps)
+    if edits.label_map_path is not None:
+        for reader in _readers(doc):
+            doc.set(f"{reader}.label_map_path", edits.label_map_path)
+    if edits.train_records:
+        doc.set_all("train_input_reader.tf_record_input_reader.input_path", edits.train_records)
+    if edits.eval_records:
+        doc.set_all(f"{_eval_reader(doc)}.tf_record_input_reader.input_path", edits.eval_records)
+
+
+def _readers(doc: Document) -> list[str]:
+    """The train reader and every eval reader, as paths ``Document.set`` takes."""
+    evals = len(doc.nodes("eval_input_reader"))
+    return ["train_input_reader", *(f"eval_input_reader[{i}]" for i in range(evals))]
+
+
+def _eval_reader(doc: Document) -> str:
+    # --eval-records feeds the first eval reader; one is created when there is none.
+    return "eval_input_reader[0]" if doc.nodes("eval_input_reader") else "eval_input_reader"

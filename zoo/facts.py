@@ -1,0 +1,240 @@
+"""The I/O edge of `zoo check`: look at the disk for what the config names.
+
+``gather(doc, cwd, ...)`` reads exactly what zoo.check's pure rules need
+(``check_document`` runs both):
+the checkpoint's index (through zoo.checkpoint, never TensorFlow) and its own
+pipeline.config, label maps, glob matches and the model_dir's latest
+checkpoint. Nothing here decides whether something is wrong.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from pathlib import Path
+
+from zoo.cache import Cache
+from zoo.check import (
+    FINE_TUNE_CHECKPOINT,
+    CheckpointFacts,
+    Facts,
+    Finding,
+    LabelMapFacts,
+    ModelDirFacts,
+    check,
+    input_path_fields,
+    is_remote,
+    label_map_fields,
+    string_value,
+)
+from zoo.checkpoint import Checkpoint, check_files, read_checkpoint, resolve_prefix
+from zoo.errors import CheckpointError, ConfigError
+from zoo.extract import find_pipeline_config
+from zoo.labelmap import read_label_map
+from zoo.textproto import Document, Scalar, parse_file
+
+_DATA = re.compile(r"\.data-\d{5}-of-\d{5}$")
+_STEP = "step/.ATTRIBUTES/VARIABLE_VALUE"  # train_loop's tf.train.Checkpoint(step=global_step, ...)
+_STATE_FILE = "checkpoint"
+
+
+def check_document(
+    doc: Document, cwd: Path, *, model_dir: Path | None = None, cache_root: Path | None = None
+) -> list[Finding]:
+    """`zoo check` on a parsed config: the facts from disk, then the pure rules."""
+    return check(doc, gather(doc, cwd, model_dir=model_dir, cache_root=cache_root))
+
+
+def gather(doc: Document, cwd: Path, *, model_dir: Path | None = None, cache_root: Path | None = None) -> Facts:
+    """Facts for ``doc`` as the trainer would see them when started in ``cwd``."""
+    return Facts(
+        cwd=cwd,
+        checkpoint=_checkpoint_facts(doc, cwd, cache_root),
+        label_maps=_label_maps(doc, cwd),
+        globs=_globs(doc, cwd),
+        model_dir=_model_dir(model_dir, cwd) if model_dir is not None else None,
+    )
+
+
+# -- fine_tune_checkpoint ---------------------------------------------------------------
+
+
+def _checkpoint_facts(doc: Document, cwd: Path, cache_root: Path | None) -> CheckpointFacts | None:
+    nodes = [n for n in doc.nodes(FINE_TUNE_CHECKPOINT) if isinstance(n, Scalar)]
+    value = string_value(nodes[0]) if nodes else None
+    if not value:
+        return None
+    path = _absolute(value, cwd)
+    kind = _kind(value, path)
+    if kind == "remote":
+        return CheckpointFacts(value, path, kind)
+    try:
+        prefix = resolve_prefix(path)
+    except CheckpointError as exc:
+        return CheckpointFacts(value, path, kind, error=str(exc), nearby=_nearby(path))
+    try:
+        checkpoint = read_checkpoint(prefix)
+    except CheckpointError as exc:
+        return CheckpointFacts(value, path, kind, prefix=prefix, error=str(exc))
+    reference, reference_path, reference_error, searched = _reference(prefix, cache_root)
+    return CheckpointFacts(
+        value, path, kind, prefix=prefix, shards_error=_shards_error(checkpoint),
+        object_based=checkpoint.is_object_based,
+        roots=tuple(checkpoint.root_objects()),
+        model_children=tuple(checkpoint.model_children()),
+        feature_extractor_names=checkpoint.has_name_prefix("feature_extractor"),
+        reference=reference, reference_path=reference_path, reference_error=reference_error,
+        searched=searched, zoo_model=_zoo_model(prefix, cache_root),
+    )  # fmt: skip
+
+
+def _shards_error(checkpoint: Checkpoint) -> str | None:
+    """Missing or truncated data shards: stat calls only, no byte is read."""
+    try:
+        check_files(checkpoint)
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
+def _absolute(value: str, cwd: Path) -> Path:
+    # abspath, not resolve(): the trainer sees the path as written, symlinks and all.
+    return Path(os.path.abspath(os.path.join(cwd, value)))
+
+
+def _kind(value: str, path: Path) -> str:
+    if is_remote(value):
+        return "remote"
+    if path.is_dir():
+        return "directory"
+    for suffix, kind in ((".index", "index"), (".meta", "meta")):
+        if path.name.endswith(suffix):
+            return kind
+    if _DATA.search(path.name):
+        return "data"
+    if path.is_file():
+        return "other"
+    return "prefix" if path.with_name(path.name + ".index").is_file() else "missing"
+
+
+def _nearby(path: Path) -> Path | None:
+    """A checkpoint where the user probably meant: in the directory named (a
+    stale ckpt number), or in the ``checkpoint/`` beside a SavedModel."""
+    directory = path if path.is_dir() else path.parent
+    for candidate in (directory, directory.parent / "checkpoint"):
+        if candidate.is_dir():
+            try:
+                return resolve_prefix(candidate)
+            except CheckpointError:
+                continue
+    return None
+
+
+def _reference(prefix: Path, cache_root: Path | None) -> tuple[Document | None, Path | None, str | None, tuple[Path, ...]]:
+    """The checkpoint's own pipeline.config and where it was looked for."""
+    searched = _reference_candidates(prefix, cache_root)
+    for candidate in searched:
+        if candidate.is_file():
+            try:
+                return parse_file(candidate), candidate, None, tuple(searched)
+            except ConfigError as exc:
+                return None, candidate, str(exc), tuple(searched)
+    return None, None, None, tuple(searched)
+
+
+def _reference_candidates(prefix: Path, cache_root: Path | None) -> list[Path]:
+    """A cached zoo model's archive config; else the zoo layout
+    ``<model>/checkpoint/ckpt-0`` (config one level up), a TF1 ``model.ckpt``
+    or a model_dir checkpoint (config beside it)."""
+    candidates = []
+    entry_dir = _cache_entry_dir(prefix, cache_root)
+    if entry_dir is not None and (entry_dir / "files").is_dir():
+        found = find_pipeline_config(entry_dir / "files")
+        if found is not None:
+            candidates.append(found)
+    if prefix.parent.name == "checkpoint":
+        candidates.append(prefix.parent.parent / "pipeline.config")
+    candidates.append(prefix.parent / "pipeline.config")
+    return list(dict.fromkeys(candidates))
+
+
+def _cache_entry_dir(prefix: Path, cache_root: Path | None) -> Path | None:
+    if cache_root is None:
+        return None
+    models = Cache(cache_root).models_dir
+    try:
+        name = prefix.relative_to(models).parts[0]
+    except (ValueError, IndexError):
+        return None
+    return models / name
+
+
+def _zoo_model(prefix: Path, cache_root: Path | None) -> str | None:
+    entry_dir = _cache_entry_dir(prefix, cache_root)
+    if entry_dir is None or cache_root is None:
+        return None
+    entry = Cache(cache_root).read_entry(entry_dir.name)
+    return entry.name if entry is not None else None
+
+
+# -- label maps and inputs --------------------------------------------------------------
+
+
+def _label_maps(doc: Document, cwd: Path) -> dict[str, LabelMapFacts]:
+    found: dict[str, LabelMapFacts] = {}
+    for _, node in label_map_fields(doc):
+        value = string_value(node)
+        if value and value not in found and not is_remote(value):
+            found[value] = _label_map(_absolute(value, cwd))
+    return found
+
+
+def _label_map(path: Path) -> LabelMapFacts:
+    if not path.is_file():
+        return LabelMapFacts(path, exists=False)
+    try:
+        return LabelMapFacts(path, exists=True, label_map=read_label_map(path))
+    except ConfigError as exc:
+        return LabelMapFacts(path, exists=True, error=str(exc))
+
+
+def _globs(doc: Document, cwd: Path) -> dict[str, int]:
+    """Matches per local pattern; TensorFlow's glob knows * ? and [...] like Python's."""
+    matches: dict[str, int] = {}
+    for _, node in input_path_fields(doc):
+        value = string_value(node)
+        if value and value not in matches and not is_remote(value):
+            matches[value] = len(glob.glob(str(_absolute(value, cwd))))
+    return matches
+
+
+# -- model_dir ---------------------------------------------------------------------
+
+
+def _model_dir(path: Path, cwd: Path) -> ModelDirFacts:
+    directory = _absolute(str(path), cwd)
+    state = directory / _STATE_FILE
+    subdir = state.is_dir()
+    if not state.is_file():
+        return ModelDirFacts(directory, checkpoint_subdir=subdir)  # tf.train.latest_checkpoint finds nothing
+    try:
+        checkpoint = read_checkpoint(resolve_prefix(directory))
+    except CheckpointError as exc:
+        return ModelDirFacts(directory, error=str(exc))
+    return ModelDirFacts(directory, latest=checkpoint.prefix, step=_step(checkpoint))
+
+
+def _step(checkpoint: Checkpoint) -> int | None:
+    """The global step a training checkpoint saved: one int64 scalar, read
+    from its data shard at the offset the index gives."""
+    entry = next((e for e in checkpoint.entries if e.name == _STEP), None)
+    if entry is None or entry.dtype != "int64" or entry.shape != () or entry.size != 8:
+        return None
+    try:
+        with open(checkpoint.data_files[entry.shard_id], "rb") as shard:
+            shard.seek(entry.offset)
+            data = shard.read(8)
+    except (OSError, IndexError):
+        return None
+    return int.from_bytes(data, checkpoint.header.endianness, signed=True) if len(data) == 8 else None
