@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import enum
 import logging
-import shutil
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.cache import Cache, Entry, now
-from zoo.download import Transfer, download
-from zoo.errors import IntegrityError, NetworkError, OfflineMissError, UsageError, ZooError
-from zoo.checkpoint import verify_checkpoint
-from zoo.extract import extract_stream, find_checkpoint, find_pipeline_config
-from zoo.fsutil import writing
-from zoo.registry import Model, Registry, load_registry
+from zoo.cache import Cache, Entry
+from zoo.errors import ZooError
+from zoo.registry import Registry, load_registry
 from zoo.settings import Settings
-from zoo.mirror import plan_sources
-from zoo.sources import Pin, Source
+from zoo.sources import Pin
 
 log = logging.getLogger("zoo")
 
@@ -31,9 +25,15 @@ class Action(enum.Enum):
     OFFLINE_MISS = "offline-miss"
 
 
-def decide(entry: Entry | None, pin: Pin, sources: list[Source]) -> Action:
-    """What to do for one model, from what the cache holds and what is pinned."""
-    if entry is not None and pin.sha256 in (None, entry.sha256) and pin.size in (None, entry.size):
+def usable(entry: Entry | None, pin: Pin) -> bool:
+    """A published entry serves when it has the pinned bytes (or nothing is pinned)."""
+    return entry is not None and pin.sha256 in (None, entry.sha256) and pin.size in (None, entry.size)
+
+
+def decide(entry: Entry | None, pin: Pin, sources: Sequence[object]) -> Action:
+    """What to do for one model, from what the cache holds, what is pinned and
+    where the file could come from."""
+    if usable(entry, pin):
         return Action.USE_CACHE
     return Action.DOWNLOAD if sources else Action.OFFLINE_MISS
 
@@ -114,111 +114,11 @@ def fetch(
     cache = Cache(settings.cache_dir)
     pin = Pin(model.sha256, model.size)
     entry = cache.read_entry(model.name)
-    if decide(entry, pin, [Source(model.url)]) is Action.USE_CACHE:
-        return FetchResult.from_entry(entry, from_cache=True)  # type: ignore[arg-type]
-    sources = plan_sources(model.url, pin, settings)
-    _require_sources(model, sources, settings)
-    with cache.lock(model.name):
-        entry = cache.read_entry(model.name)  # another process may have finished it
-        if decide(entry, pin, sources) is Action.USE_CACHE:
-            return FetchResult.from_entry(entry, from_cache=True)  # type: ignore[arg-type]
-        return FetchResult.from_entry(_install(model, cache, pin, sources, settings, progress, position), False)
+    if entry is not None and usable(entry, pin):
+        return FetchResult.from_entry(entry, from_cache=True)
+    # The download stack (requests, tar, CRC32C) is imported on a miss only,
+    # so a cache hit stays a few milliseconds.
+    from zoo.install import install
 
-
-def _require_sources(model: Model, sources: list[Source], settings: Settings) -> None:
-    if not sources and not settings.offline:
-        raise UsageError("mirror-only mode is on (ZOO_MIRROR_ONLY or --mirror-only) but no mirror is set")
-    if not sources:
-        raise OfflineMissError(
-            f"{model.name} is not in the cache at {settings.cache_dir} and offline mode is on; "
-            "fetch it on a connected machine, or set ZOO_MIRROR (or --mirror) to a "
-            "file:// mirror or directory that holds it"
-        )
-
-
-def _install(
-    model: Model,
-    cache: Cache,
-    pin: Pin,
-    sources: list[Source],
-    settings: Settings,
-    progress: bool,
-    position: int,
-) -> Entry:
-    archive_name = Path(model.url).name
-    with cache.staging(model.name) as staged:
-        with Transfer(
-            sources, cache.partial_path(model.name, model.url),
-            settings=settings, label=model.name, progress=progress, position=position,
-        ) as transfer:  # fmt: skip
-            extract_stream(
-                transfer, staged / "files", label=model.url,
-                archive_size=lambda: transfer.total or transfer.delivered,
-            )  # fmt: skip
-            got = transfer.finish()
-        with writing(staged):
-            shutil.move(got.path, staged / archive_name)
-        checkpoint = _verified_checkpoint(model, staged / "files")
-        archive_config = _archive_config(model, staged)
-        sample = _sample_config(model, cache, staged, settings, progress)
-        config = sample or archive_config
-        entry = Entry(
-            name=model.name,
-            url=got.url,
-            upstream_url=model.url,
-            sha256=got.sha256,
-            size=got.size,
-            fetched_at=now(),
-            archive=archive_name,
-            checkpoint=str(checkpoint.relative_to(staged)),
-            config=str(config.relative_to(staged)) if config else None,
-            sample_config_url=model.sample_config.url if sample and model.sample_config else None,
-            directory=cache.entry_dir(model.name),
-        )
-        return cache.publish(staged, entry)
-
-
-def _verified_checkpoint(model: Model, files: Path) -> Path:
-    """The archive's checkpoint prefix, once every tensor matches its CRC32C."""
-    try:
-        checkpoint = find_checkpoint(files, model.checkpoint)
-        verify_checkpoint(checkpoint)
-    except IntegrityError as exc:
-        # The staging directory means nothing to the user; the archive's URL does.
-        raise type(exc)(f"{model.url}: " + str(exc).replace(f"{files}/", "")) from None
-    return checkpoint.prefix
-
-
-def _sample_config(
-    model: Model, cache: Cache, staged: Path, settings: Settings, progress: bool
-) -> Path | None:
-    """The registry's sample config, fetched by the same rules as the archive.
-
-    A config that cannot be reached does not block the checkpoint: the
-    archive's own pipeline.config serves instead, with a warning.
-    """
-    if model.sample_config is None:
-        return None
-    url = model.sample_config.url
-    sources = plan_sources(url, Pin(), settings)
-    if not sources:
-        log.warning("offline: no local mirror holds %s; using the archive's pipeline.config", url)
-        return None
-    try:
-        got = download(
-            sources, cache.partial_path(model.name, url),
-            settings=settings, label=f"{model.name} sample config", progress=progress,
-        )  # fmt: skip
-    except NetworkError as exc:
-        log.warning("%s; using the archive's pipeline.config instead", exc)
-        return None
-    with writing(staged):
-        shutil.move(got.path, staged / "sample.config")
-    return staged / "sample.config"
-
-
-def _archive_config(model: Model, staged: Path) -> Path | None:
-    config = find_pipeline_config(staged / "files")
-    if config is None and model.is_detection:
-        raise IntegrityError(f"{model.url}: the archive holds no pipeline.config")
-    return config
+    entry, installed = install(model, cache, pin, settings, progress, position)
+    return FetchResult.from_entry(entry, from_cache=not installed)

@@ -1,0 +1,134 @@
+"""Install a model into the cache on a miss: sources, lock, download while
+extracting, verify every tensor, publish with one rename."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from zoo.cache import Cache, Entry, now
+from zoo.checkpoint import verify_checkpoint
+from zoo.download import Transfer, download
+from zoo.errors import IntegrityError, NetworkError, OfflineMissError, UsageError
+from zoo.extract import extract_stream, find_checkpoint, find_pipeline_config
+from zoo.fetch import Action, decide
+from zoo.fsutil import writing
+from zoo.mirror import plan_sources
+from zoo.registry import Model
+from zoo.settings import Settings
+from zoo.sources import Pin, Source
+
+log = logging.getLogger("zoo")
+
+
+def install(
+    model: Model, cache: Cache, pin: Pin, settings: Settings, progress: bool, position: int
+) -> tuple[Entry, bool]:
+    """The model's entry, and whether this call installed it (False: another
+    process finished it while this one waited for the lock)."""
+    sources = plan_sources(model.url, pin, settings)
+    if decide(None, pin, sources) is Action.OFFLINE_MISS:
+        raise _no_source(model, settings)
+    with cache.lock(model.name):
+        entry = cache.read_entry(model.name)
+        if entry is not None and decide(entry, pin, sources) is Action.USE_CACHE:
+            return entry, False
+        return _install(model, cache, sources, settings, progress, position), True
+
+
+def _no_source(model: Model, settings: Settings) -> UsageError | OfflineMissError:
+    if not settings.offline:
+        return UsageError("mirror-only mode is on (ZOO_MIRROR_ONLY or --mirror-only) but no mirror is set")
+    return OfflineMissError(
+        f"{model.name} is not in the cache at {settings.cache_dir} and offline mode is on; "
+        "fetch it on a connected machine, or set ZOO_MIRROR (or --mirror) to a "
+        "file:// mirror or directory that holds it"
+    )
+
+
+def _install(
+    model: Model,
+    cache: Cache,
+    sources: list[Source],
+    settings: Settings,
+    progress: bool,
+    position: int,
+) -> Entry:
+    archive_name = Path(model.url).name
+    with cache.staging(model.name) as staged:
+        with Transfer(
+            sources, cache.partial_path(model.name, model.url),
+            settings=settings, label=model.name, progress=progress, position=position,
+        ) as transfer:  # fmt: skip
+            extract_stream(
+                transfer, staged / "files", label=model.url,
+                archive_size=lambda: transfer.total or transfer.delivered,
+            )  # fmt: skip
+            got = transfer.finish()
+        with writing(staged):
+            shutil.move(got.path, staged / archive_name)
+        checkpoint = _verified_checkpoint(model, staged / "files")
+        archive_config = _archive_config(model, staged)
+        sample = _sample_config(model, cache, staged, settings, progress)
+        config = sample or archive_config
+        entry = Entry(
+            name=model.name,
+            url=got.url,
+            upstream_url=model.url,
+            sha256=got.sha256,
+            size=got.size,
+            fetched_at=now(),
+            archive=archive_name,
+            checkpoint=str(checkpoint.relative_to(staged)),
+            config=str(config.relative_to(staged)) if config else None,
+            sample_config_url=model.sample_config.url if sample and model.sample_config else None,
+            directory=cache.entry_dir(model.name),
+        )
+        return cache.publish(staged, entry)
+
+
+def _verified_checkpoint(model: Model, files: Path) -> Path:
+    """The archive's checkpoint prefix, once every tensor matches its CRC32C."""
+    try:
+        checkpoint = find_checkpoint(files, model.checkpoint)
+        verify_checkpoint(checkpoint)
+    except IntegrityError as exc:
+        # The staging directory means nothing to the user; the archive's URL does.
+        raise type(exc)(f"{model.url}: " + str(exc).replace(f"{files}/", "")) from None
+    return checkpoint.prefix
+
+
+def _sample_config(
+    model: Model, cache: Cache, staged: Path, settings: Settings, progress: bool
+) -> Path | None:
+    """The registry's sample config, fetched by the same rules as the archive.
+
+    A config that cannot be reached does not block the checkpoint: the
+    archive's own pipeline.config serves instead, with a warning.
+    """
+    if model.sample_config is None:
+        return None
+    url = model.sample_config.url
+    sources = plan_sources(url, Pin(), settings)
+    if not sources:
+        log.warning("offline: no local mirror holds %s; using the archive's pipeline.config", url)
+        return None
+    try:
+        got = download(
+            sources, cache.partial_path(model.name, url),
+            settings=settings, label=f"{model.name} sample config", progress=progress,
+        )  # fmt: skip
+    except NetworkError as exc:
+        log.warning("%s; using the archive's pipeline.config instead", exc)
+        return None
+    with writing(staged):
+        shutil.move(got.path, staged / "sample.config")
+    return staged / "sample.config"
+
+
+def _archive_config(model: Model, staged: Path) -> Path | None:
+    config = find_pipeline_config(staged / "files")
+    if config is None and model.is_detection:
+        raise IntegrityError(f"{model.url}: the archive holds no pipeline.config")
+    return config
