@@ -262,18 +262,30 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _reader_for(url: str) -> type[_HttpSource | _LocalSource | _FsspecSource]:
+def _reader_for(url: str) -> type[_Reader]:
     if url.startswith(("http://", "https://")):
         return _HttpSource
     return _LocalSource if is_local(url) else _FsspecSource
 
 
-class _HttpSource:
+class _Reader:
+    """Delivers one source's bytes into a transfer."""
+
     def __init__(self, transfer: Transfer, source: Source, bar: Any) -> None:
         self.transfer = transfer
         self.url = source.url
         self.pin = source.pin
         self.bar = bar
+
+    def run(self) -> Downloaded:
+        raise NotImplementedError
+
+
+class _HttpSource(_Reader):
+    """Resumable: Range requests from what is on disk, retried with backoff."""
+
+    def __init__(self, transfer: Transfer, source: Source, bar: Any) -> None:
+        super().__init__(transfer, source, bar)
         self.partial = _Partial(transfer.dest, source.url)
 
     def run(self) -> Downloaded:
@@ -367,14 +379,8 @@ class _HttpSource:
             raise _Retry(f"connection closed at byte {offset + received} of {total}", progressed=received > 0)
 
 
-class _StreamSource:
+class _StreamSource(_Reader):
     """A source read front to back with no resume: local files, object stores."""
-
-    def __init__(self, transfer: Transfer, source: Source, bar: Any) -> None:
-        self.transfer = transfer
-        self.url = source.url
-        self.pin = source.pin
-        self.bar = bar
 
     def run(self) -> Downloaded:
         reader, total = self.open()
