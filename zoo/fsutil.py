@@ -1,17 +1,24 @@
-"""File-system helpers shared by the downloader, the extractor and the cache."""
+"""File-system helpers: bounded reads of outside input, checked keys, symlink-proof
+opens, locks, atomic output, durability. Every path built from outside data
+goes through here."""
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
+import re
 import shutil
-from collections.abc import Iterator
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
-from zoo.errors import DiskFullError, ZooError
+from zoo.errors import DiskFullError, UsageError, ZooError
 
 # RLIMIT_FSIZE and quotas end a write the same way a full disk does.
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -67,3 +74,233 @@ def tree_size(path: Path) -> int:
                 seen.add((stat.st_dev, stat.st_ino))
                 total += stat.st_size
     return total
+
+# -- reading what comes from outside --------------------------------------------
+
+MAX_INPUT_BYTES = 64 << 20
+"""Configs, label maps, registries, lock files and indexes are small text; a
+file past this size is a mistake (or /dev/zero), not something to parse."""
+
+ErrorType = Callable[[str], ZooError]
+
+
+def read_input(path: Path | str, what: str, error: ErrorType = UsageError, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or ``error``.
+
+    O_NONBLOCK keeps a FIFO from hanging the open; anything but a regular file
+    (a FIFO, a device such as /dev/zero, a directory) is refused before a byte
+    is read, and the read stops one byte past the limit.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise error(f"{path}: not a regular file; a {what} is read from a file")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise error(f"{path}: larger than {limit >> 20} MiB; too large for a {what}")
+    return data
+
+
+def read_limited(handle: IO[bytes], limit: int, where: str, error: ErrorType) -> bytes:
+    """Up to ``limit`` bytes of a stream (a socket, an object), ``error`` past that."""
+    chunks, size = [], 0
+    while block := handle.read(min(1 << 20, limit + 1 - size)):
+        chunks.append(block)
+        size += len(block)
+        if size > limit:
+            raise error(f"{where}: larger than {limit >> 20} MiB; refused")
+    return b"".join(chunks)
+
+
+# -- keys from untrusted indexes -------------------------------------------------
+
+MAX_KEY_LENGTH = 1024
+_BAD_KEY = re.compile(r"[\\\x00-\x1f\x7f]")
+
+
+def check_key(key: object, where: str, error: ErrorType) -> str:
+    """A plain relative ``host/path`` key, or ``error``.
+
+    Keys come from mirror indexes, bundles and lock files, and are joined into
+    paths: no absolute paths, no ``..``/``.``/empty parts, no backslashes or
+    control characters, bounded length.
+    """
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise error(f"{where}: {key!r} is not a valid file key (a relative host/path of at most {MAX_KEY_LENGTH} characters)")
+    parts = key.split("/")
+    if key.startswith("/") or _BAD_KEY.search(key) or any(part in ("", ".", "..") for part in parts):
+        raise error(f"{where}: {key!r} is not a plain relative host/path key; refused")
+    return key
+
+
+def join_beneath(root: Path, key: str, where: str, error: ErrorType) -> Path:
+    """``root / key`` once the key is checked and the resolved path stays under ``root``
+    (a symlink already inside the tree can't carry it out)."""
+    path = root / check_key(key, where, error)
+    real_root = root.resolve()
+    if not path.resolve().is_relative_to(real_root):
+        raise error(f"{where}: {key!r} leads outside {root} (through a symlink); refused")
+    return path
+
+
+def open_beneath(root: Path, key: str, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """Open ``key`` under ``root`` without following a symlink at any level.
+
+    Each directory is opened relative to the one before with O_NOFOLLOW, so a
+    symlink swapped in after any check is refused (ELOOP or ENOTDIR) instead
+    of followed. The key must already be checked.
+    """
+    *directories, name = key.split("/")
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in directories:
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = next_fd
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+# -- zoo's own files: never through a planted symlink ----------------------------
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a real directory owned by this user, created if missing.
+
+    The cache's subdirectories are where zoo deletes and overwrites; one that
+    is a symlink (or someone else's) would carry that outside the cache.
+    """
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a directory owned by you"
+        raise ZooError(f"{path} is {kind}; zoo will not write through it (remove it and run again)")
+    return path
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
+    """Open a file of zoo's own without following a symlink; refuse anything but a regular file."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ZooError(f"{path} is a symlink; zoo will not write through it (remove it and run again)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ZooError(f"{path} is not a regular file; zoo will not write to it (remove it and run again)")
+    os.set_blocking(fd, True)
+    return fd
+
+
+@contextmanager
+def file_lock(path: Path, wait: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` (created if missing); the kernel drops it
+    if the process dies. With ``wait=False`` yields whether the lock was free."""
+    private_dir(path.parent)
+    with writing(path):
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT)
+    with os.fdopen(fd, "r+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                yield False
+                return
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield True
+
+
+# -- writing the user's output files ---------------------------------------------
+
+
+@contextmanager
+def replacing(path: Path | str, force: bool = False) -> Iterator[IO[bytes]]:
+    """A binary stream that becomes ``path`` in one rename when the block ends.
+
+    ``-`` is standard output. A path that names a device, FIFO or socket
+    (/dev/null, /dev/stdout) is written through, as shell redirection would.
+    A regular file (or the one a symlink names) is replaced atomically with
+    its mode kept; a read-only one only with ``force``. Nothing is left
+    behind on error.
+    """
+    if str(path) == "-":
+        sys.stdout.flush()
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    target = Path(os.path.realpath(path))
+    try:
+        info: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        if stat.S_ISDIR(info.st_mode):
+            raise UsageError(f"{path} is a directory; name a file to write")
+        with writing(target), open(target, "wb") as device:
+            yield device
+        return
+    if info is not None and not info.st_mode & 0o222 and not force:
+        raise UsageError(f"{path} is read-only; pass --force to replace it")
+    mode = stat.S_IMODE(info.st_mode) if info else 0o666 & ~_umask()
+    with writing(target):
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fchmod(handle.fileno(), mode)  # mkstemp creates 0600
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
+
+def write_output(path: Path | str, data: bytes, force: bool = False) -> None:
+    with replacing(path, force) as handle:
+        handle.write(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# -- durability ------------------------------------------------------------------
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and directory under ``root`` to disk, directories last,
+    so a marker written after this never sits over truncated files."""
+    for directory, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(directory))
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
