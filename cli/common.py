@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 import zoo
 from zoo.errors import ZooError
@@ -95,3 +96,19 @@ def human(size: int) -> str:
 
 def report(exc: ZooError) -> None:
     typer.echo(f"zoo: error: {exc}", err=True)
+
+
+class ZooGroup(TyperGroup):
+    """The root command: a ZooError becomes its one-line message and exit code
+    where the command runs, so the console script, ``python -m`` and
+    ``CliRunner().invoke(app, ...)`` all exit alike, without a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ZooError as exc:
+            report(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("zoo: interrupted", err=True)
+            raise typer.Exit(130) from None

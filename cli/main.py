@@ -19,18 +19,19 @@ from cli.common import (
     OfflineOption,
     QuietOption,
     RegistryOption,
+    ZooGroup,
     emit,
     fail,
     for_each,
     human,
     plain,
-    report,
     settings_from,
 )
 from zoo.errors import IntegrityError, UsageError, ZooError
-from zoo.fsutil import writing
+from zoo.fsutil import write_output
 
 app = typer.Typer(
+    cls=ZooGroup,
     help="Fetch TensorFlow Object Detection API zoo checkpoints into a verified local cache.",
     no_args_is_help=True,
     add_completion=False,
@@ -83,7 +84,8 @@ def fetch(
 @app.command("lock")
 def lock_(
     names: Annotated[Optional[list[str]], typer.Argument(help="Models to pin.", metavar="[NAME...]", show_default=False)] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Lock file to write.")] = Path("zoo.lock"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Lock file to write ('-': stdout).")] = Path("zoo.lock"),
+    force: Annotated[bool, typer.Option("--force", help="Replace a read-only lock file.")] = False,
     key: Annotated[Optional[Path], typer.Option("--key", help="Print the CI cache key of this lock file instead.")] = None,
     cache_dir: CacheDirOption = None,
     registry: RegistryOption = None,
@@ -99,9 +101,9 @@ def lock_(
     if not names:
         raise UsageError("name the models to lock (or give --key FILE)")
     text = zoo.lockfile.render_lock(zoo.lockfile.lock_models(names, settings))
-    with writing(output):
-        output.write_text(text)
-    typer.echo(f"wrote {output}")
+    write_output(output, text.encode(), force)
+    if str(output) != "-":
+        typer.echo(f"wrote {output}")
 
 
 @app.command("list")
@@ -219,7 +221,7 @@ def cache_rm(
     catalog = zoo.load_registry(settings.registry_files)
 
     def step(name: str) -> None:
-        canonical = name if cache.entry_dir(name).exists() else catalog.resolve(name).name
+        canonical = cache.model_name(catalog, name)
         freed = cache.remove(canonical)
         emit(as_json, {"name": canonical, "ok": True, "freed": freed}, f"removed {canonical} ({human(freed)})")
 
@@ -289,15 +291,17 @@ def mirror_serve(
 
 @bundle_app.command("create")
 def bundle_create(
-    path: Annotated[Path, typer.Argument(help="Bundle file to write.", metavar="FILE.tar")],
+    path: Annotated[Path, typer.Argument(help="Bundle file to write ('-' for standard output).", metavar="FILE.tar")],
     names: Annotated[list[str], typer.Argument(help="Cached models to pack.", metavar="NAME...", show_default=False)],
     cache_dir: CacheDirOption = None,
     registry: RegistryOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a read-only bundle file.")] = False,
 ) -> None:
     """Pack cached models (archives, sample configs, an index) into one tar file."""
     settings = settings_from(cache_dir, registry)
-    index = zoo.bundle.create_bundle(path, names, settings, zoo.load_registry(settings.registry_files))
-    typer.echo(f"wrote {path}: {len(index.models)} model(s), {len(index.files)} file(s)")
+    index = zoo.bundle.create_bundle(path, names, settings, zoo.load_registry(settings.registry_files), force)
+    if str(path) != "-":
+        typer.echo(f"wrote {path}: {len(index.models)} model(s), {len(index.files)} file(s)")
 
 
 @bundle_app.command("import")
@@ -329,18 +333,11 @@ resolver_commands.register(app)
 
 
 def main() -> None:
-    """Console entry point: map ZooError to its message and exit code, no traceback."""
+    """Console entry point: notes to stderr, then the app (ZooGroup maps errors to exit codes)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("zoo: %(message)s"))
     logger = logging.getLogger("zoo")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    try:
-        app()
-    except ZooError as exc:
-        report(exc)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("zoo: interrupted", err=True)
-        sys.exit(130)
+    app()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -23,7 +21,6 @@ from cli.common import (
     settings_from,
 )
 from zoo.errors import ConfigError, RejectedConfigError, UsageError
-from zoo.fsutil import writing
 
 if TYPE_CHECKING:
     from zoo.configure import Configured
@@ -48,9 +45,9 @@ def config_command(
     eval_records: Annotated[Optional[list[str]], typer.Option("--eval-records", metavar="GLOB", help="TFRecord file or glob of the first eval reader (repeatable).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Set train_config.batch_size.")] = None,
     num_steps: Annotated[Optional[int], typer.Option("--num-steps", min=1, help="Set train_config.num_steps.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the config here (default: stdout).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the config here ('-' or default: stdout).")] = None,
     diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff against the template instead of writing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Write even when `zoo check` finds errors.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write even when `zoo check` finds errors, and over a read-only file.")] = False,
     cache_dir: CacheDirOption = None,
     registry: RegistryOption = None,
     mirror: MirrorOption = None,
@@ -73,11 +70,13 @@ def config_command(
         tuple(train_records or ()), tuple(eval_records or ()), batch_size, num_steps,
     )  # fmt: skip
     result = configure(request, settings, progress=sys.stderr.isatty() and not (quiet or as_json))
+    if output is not None and str(output) == "-":
+        output = None  # stdout, where the config goes without -o
     target = str(output) if output else "<stdout>"
     refused = bool(result.blocking) and not force
     written = output is not None and not diff and not refused
     if written:
-        _write(output, result.text)  # type: ignore[arg-type]
+        result.write(output, force)  # type: ignore[arg-type]
     if as_json:
         emit(True, _config_json(result, output, written, refused, diff, target), "")
     else:
@@ -118,28 +117,6 @@ def check_command(
 
 
 # -- output -----------------------------------------------------------------------------
-
-
-def _write(path: Path, text: str) -> None:
-    """Replace ``path`` in one rename, so a reader never sees half a config;
-    with the mode it had, else the one a plain ``open`` would give it."""
-    with writing(path):
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-                stream.write(text)
-            os.chmod(temporary, mode)  # mkstemp creates 0600
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _report_config(

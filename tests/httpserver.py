@@ -2,8 +2,9 @@
 
 It serves in-memory blobs and/or a directory tree with the validators a CDN sends
 (ETag, Last-Modified, byte ranges, If-Range), records every request, and can be told
-to misbehave per path: error statuses, dropped connections, ignored ranges, hangs,
-corrupted bodies and throttled transfers.
+to misbehave per path: error statuses, dropped connections, ignored or short ranges,
+hangs, corrupted bodies, other bodies (a login page), endless bodies, missing
+validators and throttled transfers.
 
     with FileServer() as server:
         server.add("/models/x.tar.gz", data)
@@ -40,10 +41,16 @@ Fault = Union[
     tuple[Literal["ignore_range"]],
     tuple[Literal["hang"], float],
     tuple[Literal["corrupt"]],
+    tuple[Literal["serve"], bytes, Mapping[str, str]],  # a 200 with this body instead, Range ignored
+    tuple[Literal["short_range"], int],  # a 206 with only this many bytes of the range asked for
+    tuple[Literal["endless"]],  # the file, then zeros until the client hangs up; no Content-Length
 ]
 
 _CHUNK = 64 * 1024
-_FAULT_ARITY = {"status": (2, 3), "drop_after": (2,), "ignore_range": (1,), "hang": (2,), "corrupt": (1,)}
+_FAULT_ARITY = {
+    "status": (2, 3), "drop_after": (2,), "ignore_range": (1,), "hang": (2,), "corrupt": (1,),
+    "serve": (3,), "short_range": (2,), "endless": (1,),
+}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -66,7 +73,7 @@ class RequestRecord:
 @dataclass(frozen=True)
 class _Fault:
     kind: str
-    arg: float | None = None
+    arg: float | bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -93,6 +100,7 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     drop_after: int | None = None
+    endless: bool = False
 
 
 class _Unsatisfiable(Exception):
@@ -114,6 +122,7 @@ class FileServer(ThreadingHTTPServer):
         self._stamps: dict[str, _Resource] = {}
         self._faults: defaultdict[str, deque[_Fault]] = defaultdict(deque)
         self._rates: dict[str, float] = {}
+        self._no_validators: set[str] = set()
         self._log: list[RequestRecord] = []
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -195,6 +204,11 @@ class FileServer(ThreadingHTTPServer):
             else:
                 self._rates[_norm(path)] = bytes_per_second
 
+    def omit_validators(self, path: str) -> None:
+        """Send neither ETag nor Last-Modified for `path`, like a plain dynamic server."""
+        with self._lock:
+            self._no_validators.add(_norm(path))
+
     # -- request log ---------------------------------------------------------------
 
     @property
@@ -245,6 +259,10 @@ class FileServer(ThreadingHTTPServer):
         with self._lock:
             queue = self._faults[path]
             return queue.popleft() if queue else _NO_FAULT
+
+    def _validators_omitted(self, path: str) -> bool:
+        with self._lock:
+            return path in self._no_validators
 
     def _rate(self, path: str) -> float | None:
         with self._lock:
@@ -334,6 +352,9 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.kind == "hang":
                 self.server._pause(float(fault.arg or 0))
             response = _respond(fault, self.server._lookup(path), record.range, record.if_range)
+            if self.server._validators_omitted(path):
+                response.headers.pop("ETag", None)
+                response.headers.pop("Last-Modified", None)
             self._send(response, record, head)
         finally:
             self.server._end()
@@ -344,9 +365,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        if response.endless:
+            self.send_header("Connection", "close")  # the body ends when the connection does
+        else:
+            self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         if head:
+            return
+        if response.endless:
+            self._write_endless(response.body, record)
             return
         if response.drop_after is None:
             self._write_body(response.body, record)
@@ -355,6 +382,15 @@ class _Handler(BaseHTTPRequestHandler):
         # A clean FIN, not a RST: an RST may discard bytes already in the client's
         # receive buffer, and resume tests need the partial length to be exact.
         self.close_connection = True
+
+    def _write_endless(self, body: bytes, record: RequestRecord) -> None:
+        self.close_connection = True
+        self._write_body(body, record)
+        zeros, sent = bytes(_CHUNK), len(body)
+        while not self.server._stopping.is_set():
+            sent += len(zeros)
+            self.server._update(record, bytes_sent=sent)
+            self.wfile.write(zeros)  # ConnectionError once the client hangs up
 
     def _write_body(self, body: bytes, record: RequestRecord) -> None:
         rate = self.server._rate(record.path)
@@ -377,14 +413,23 @@ class _Handler(BaseHTTPRequestHandler):
 def _respond(fault: _Fault, resource: _Resource | None, range_header: str | None, if_range: str | None) -> _Response:
     if fault.kind == "status":
         return _Response(int(fault.arg or 0), dict(fault.headers))
+    if fault.kind == "serve":
+        return _Response(200, dict(fault.headers), bytes(fault.arg or b""))
     if resource is None:
         return _Response(404)
+    if fault.kind == "endless":
+        return _Response(200, resource.headers(), resource.data, endless=True)
     honour_range = fault.kind != "ignore_range" and _if_range_matches(if_range, resource)
     response = _select(resource, range_header if honour_range else None)
     if fault.kind == "corrupt":
         response.body = _flip_middle_byte(response.body)
     elif fault.kind == "drop_after":
         response.drop_after = int(fault.arg or 0)
+    elif fault.kind == "short_range" and response.status == 206:
+        response.body = response.body[: int(fault.arg or 0)]
+        start = int(response.headers["Content-Range"].split()[1].split("-")[0])
+        total = len(resource.data)
+        response.headers["Content-Range"] = f"bytes {start}-{start + len(response.body) - 1}/{total}"
     return response
 
 

@@ -33,11 +33,18 @@ __all__ = [
     "device_tarball",
     "dotdot_tarball",
     "hardlink_escape_tarball",
+    "header_bomb_tar",
+    "header_bomb_tarball",
+    "header_chain_tarball",
+    "inside_link_tarball",
+    "link_chain_tarball",
     "make_zoo_tarball",
     "missing_shard_tarball",
     "no_index_tarball",
     "sha256_of",
     "size_bomb_tarball",
+    "sparse_map_bomb_tarball",
+    "sparse_tarball",
     "symlink_escape_tarball",
     "write_tf1_checkpoint",
     "write_tf2_checkpoint",
@@ -241,6 +248,62 @@ def size_bomb_tarball(dest: Path, name: str, *, size_mb: int = 300) -> Path:
     return _copy_into(dest, _build_size_bomb(name, size_mb))
 
 
+def header_bomb_tarball(dest: Path, name: str, *, kind: bytes = tarfile.GNUTYPE_LONGNAME, size_mb: int = 1024) -> Path:
+    """Adds one extended header (a GNU long name unless `kind` says e.g. `tarfile.XHDTYPE` for pax)
+    announcing a `size_mb` MiB body of zeros, which tarfile reads whole before any filter sees it.
+    The default gzips to about 1 MB."""
+    return _copy_into(dest, _build_header_bomb(name, kind, size_mb))
+
+
+def header_bomb_tar(dest: Path, name: str, *, size_mb: int = 1024) -> Path:
+    """An uncompressed `dest/<name>.tar` (shaped like a bundle) whose first header is a GNU long
+    name announcing `size_mb` MiB of zeros; the zeros are a hole, so the file takes no disk space."""
+    path = Path(dest) / f"{name}.tar"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info, _ = _entry(f"{name}/bomb", tarfile.GNUTYPE_LONGNAME, size=size_mb * 2**20)
+    with open(path, "wb") as out:
+        out.write(info.tobuf(tarfile.GNU_FORMAT))
+        out.seek(info.size, os.SEEK_CUR)
+        out.write(bytes(2 * tarfile.BLOCKSIZE))
+    return path
+
+
+def header_chain_tarball(dest: Path, name: str, *, count: int = 2000) -> Path:
+    """Adds `count` GNU long-name headers in a row before one file (tarfile reads a chain recursively)."""
+    chain = [_file(f"{name}/chain-{i}", f"{name}/long-{i}".encode()) for i in range(count)]
+    for info, _ in chain:
+        info.type = tarfile.GNUTYPE_LONGNAME
+    return _hostile(dest, name, [*chain, _file(f"{name}/chained", b"x")])
+
+
+def sparse_tarball(dest: Path, name: str) -> Path:
+    """Adds `<name>/sparse.bin`, an old-style GNU sparse member (type 'S')."""
+    return _hostile(dest, name, [_entry(f"{name}/sparse.bin", tarfile.GNUTYPE_SPARSE)])
+
+
+def sparse_map_bomb_tarball(dest: Path, name: str, *, pairs: int = 5_000_000) -> Path:
+    """Adds a GNU sparse 1.0 member (pax `GNU.sparse.*` records) whose data opens with a map of
+    `pairs` offset/size pairs, which tarfile reads into lists before any filter sees the member."""
+    return _copy_into(dest, _build_sparse_map_bomb(name, pairs))
+
+
+def inside_link_tarball(dest: Path, name: str, *, kind: bytes = tarfile.SYMTYPE) -> Path:
+    """Adds `<name>/link`, a harmless symlink (or, with `kind=tarfile.LNKTYPE`, hard link) to
+    `<name>/pipeline.config`, for archives that may hold no links at all."""
+    target = "pipeline.config" if kind == tarfile.SYMTYPE else f"{name}/pipeline.config"
+    return _hostile(dest, name, [_entry(f"{name}/link", kind, linkname=target)])
+
+
+def link_chain_tarball(dest: Path, name: str) -> Path:
+    """`<name>/b -> a/../..` while `a` is missing (so it looks inside), then `<name>/a -> .`, which
+    makes `b` the directory above the archive's root, then a file written through `b`."""
+    return _hostile(dest, name, [
+        _entry(f"{name}/b", tarfile.SYMTYPE, linkname="a/../.."),
+        _entry(f"{name}/a", tarfile.SYMTYPE, linkname="."),
+        _file(f"{name}/b/zoo-escape-{secrets.token_hex(8)}", b"escaped\n"),
+    ])  # fmt: skip
+
+
 def missing_shard_tarball(dest: Path, name: str) -> Path:
     """Index and `ckpt-0.data-00000-of-00002`, but no `ckpt-0.data-00001-of-00002`."""
     return _hostile(dest, name, [], shards=("ckpt-0.data-00000-of-00002",))
@@ -262,6 +325,24 @@ def corrupt_gzip(path: Path) -> Path:
 def _build_size_bomb(name: str, size_mb: int) -> Path:
     size = size_mb * 2**20
     return _hostile(_fresh_build_dir(), name, [_entry(f"{name}/padding.bin", size=size, stream=_Zeros(size))])
+
+
+@functools.cache
+def _build_header_bomb(name: str, kind: bytes, size_mb: int) -> Path:
+    size = size_mb * 2**20
+    return _hostile(_fresh_build_dir(), name, [_entry(f"{name}/bomb", kind, size=size, stream=_Zeros(size))])
+
+
+@functools.cache
+def _build_sparse_map_bomb(name: str, pairs: int) -> Path:
+    head = f"{pairs}\n".encode()
+    size = len(head) + 4 * pairs
+    info, stream = _entry(f"{name}/GNUSparseFile.0/sparse.bin", size=size, stream=_Repeat(head, b"1\n", size))
+    info.pax_headers = {
+        "GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+        "GNU.sparse.name": f"{name}/sparse.bin", "GNU.sparse.realsize": "1",
+    }  # fmt: skip
+    return _hostile(_fresh_build_dir(), name, [(info, stream)])
 
 
 def _hostile(
@@ -295,6 +376,21 @@ class _Zeros:
         size = min(size, self._left)
         self._left -= size
         return bytes(size)
+
+
+class _Repeat:
+    """`head`, then `unit` over and over, `size` bytes in all, never in memory at once."""
+
+    def __init__(self, head: bytes, unit: bytes, size: int) -> None:
+        self._head, self._unit, self._left, self._phase = head, unit, size, 0
+
+    def read(self, size: int, /) -> bytes:
+        size = min(size, self._left)
+        self._left -= size
+        data, self._head = self._head[:size], self._head[size:]
+        rest, start = size - len(data), self._phase
+        self._phase = (start + rest) % len(self._unit)
+        return data + (self._unit * ((start + rest) // len(self._unit) + 1))[start : start + rest]
 
 
 def _entry(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -137,6 +139,58 @@ def test_inspect_a_cached_model_or_a_path(zoo: Zoo, tmp_path: Path):
     garbage.write_bytes(b"not an index at all" * 10)
     broken = zoo.run("inspect", str(garbage))
     assert broken.returncode == 6 and broken.stderr.startswith(f"zoo: error: {garbage}")
+
+
+def test_in_process_and_subprocess_runs_exit_alike(zoo: Zoo, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": 1, "models": [{"name": "x", "family": "tf2-detection"}]}')
+    cases = [
+        (["fetch"], 2),
+        (["config", MODEL, "--checkpoint-type", "fine_tune"], 2),
+        (["info", "no_such_model"], 3),
+        (["list", "--registry", str(broken)], 4),
+        (["inspect", "/nonexistent/ckpt-0"], 6),
+    ]
+    for args, code in cases:
+        in_process = CliRunner().invoke(app, args, env=zoo.env)
+        subprocess_run = zoo.run(*args)
+        assert (in_process.exit_code, subprocess_run.returncode) == (code, code), args
+        assert in_process.stderr == subprocess_run.stderr and in_process.stderr.startswith("zoo: error: ")
+        assert in_process.stderr.count("\n") == 1 and "Traceback" not in subprocess_run.stderr
+
+
+def test_inspect_a_missing_path_is_no_such_checkpoint_not_an_unknown_model(zoo: Zoo, tmp_path: Path):
+    for target, message in [
+        ("/nonexistent/ckpt-0", "/nonexistent/ckpt-0: no checkpoint there (/nonexistent is not a directory)"),
+        (f"{tmp_path}/ckpt-0", f"{tmp_path}/ckpt-0: no checkpoint there (ckpt-0.index does not exist; "
+                               f"{tmp_path} holds no *.index file)"),
+        ("ckpt-0.index", "ckpt-0: no checkpoint there (ckpt-0.index does not exist; . holds no *.index file)"),
+    ]:  # fmt: skip
+        result = zoo.run("inspect", target)
+        assert (result.returncode, result.stderr) == (6, f"zoo: error: {message}\n")
+    unknown = zoo.run("inspect", "ssd_resnet50_fpn")
+    assert unknown.returncode == 3 and "unknown model 'ssd_resnet50_fpn'" in unknown.stderr
+
+
+def test_lock_output_writes_through_devices_dash_is_stdout_read_only_needs_force(zoo: Zoo, tmp_path: Path):
+    device = tmp_path / "null"
+    os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a copy of /dev/null (we run as root)
+    assert zoo.run("lock", MODEL, "-o", str(device)).returncode == 0
+    assert stat.S_ISCHR(device.lstat().st_mode)
+    dash = subprocess.run(zoo.command("lock", MODEL, "-o", "-"), cwd=tmp_path, env=zoo.env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert dash.returncode == 0 and json.loads(dash.stdout)["models"][0]["name"] == MODEL
+    assert not (tmp_path / "-").exists()
+    lock = tmp_path / "zoo.lock"
+    lock.write_text("keep me\n")
+    lock.chmod(0o444)
+    refused = zoo.run("lock", MODEL, "-o", str(lock))
+    assert refused.returncode == 2 and lock.read_text() == "keep me\n"
+    assert refused.stderr.strip() == f"zoo: error: {lock} is read-only; pass --force to replace it"
+    assert zoo.run("lock", MODEL, "-o", str(lock), "--force").returncode == 0
+    assert lock.read_text() == dash.stdout and lock.stat().st_mode & 0o777 == 0o444
 
 
 def test_usage_and_registry_errors_are_one_line_with_their_codes(zoo: Zoo, tmp_path: Path):

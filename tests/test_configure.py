@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,48 @@ def test_diff_prints_against_the_template_and_writes_nothing(zoo: Zoo, data: Pat
     assert '-  fine_tune_checkpoint_type: "classification"' in result.stdout
     assert '+  fine_tune_checkpoint_type: "detection"' in result.stdout
     assert "-  num_steps: 25000\n+  num_steps: 5000" in result.stdout
+
+
+def char_device(path: Path) -> Path:
+    """A copy of /dev/null (we run as root)."""
+    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    return path
+
+
+def test_config_output_writes_through_devices_and_dash_is_stdout(zoo: Zoo, tmp_path: Path):
+    expected = zoo.run("config", MODEL).stdout
+    device = char_device(tmp_path / "null")
+    assert zoo.run("config", MODEL, "-o", str(device)).returncode == 0
+    assert stat.S_ISCHR(device.lstat().st_mode) and device.stat().st_rdev == os.makedev(1, 3)
+    for target in ("-", "/dev/stdout"):
+        result = subprocess.run(zoo.command("config", MODEL, "-o", target), cwd=tmp_path, env=zoo.env,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == expected and "PATH_TO_BE_CONFIGURED" in expected
+    assert not (tmp_path / "-").exists()
+
+
+def test_config_replaces_a_read_only_file_only_with_force(zoo: Zoo, data: Path):
+    out = data / "pipeline.config"
+    out.write_text("keep me\n")
+    out.chmod(0o444)
+    refused = zoo.run("config", MODEL, *full_options(data), "-o", str(out))
+    assert refused.returncode == 2 and out.read_text() == "keep me\n"
+    assert f"zoo: error: {out} is read-only; pass --force to replace it" in refused.stderr
+    forced = zoo.run("config", MODEL, *full_options(data), "-o", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "fine_tune_checkpoint" in out.read_text() and out.stat().st_mode & 0o777 == 0o444
+
+
+@pytest.mark.timeout(300)
+def test_config_takes_a_100000_class_label_map(zoo: Zoo, tmp_path: Path):
+    label_map = tmp_path / "big.pbtxt"
+    label_map.write_text("".join(f"item {{\n  id: {i}\n  name: 'class_{i}'\n  display_name: 'Class {i}'\n}}\n"
+                                 for i in range(1, 100_001)))  # fmt: skip
+    out = tmp_path / "pipeline.config"
+    result = zoo.run("config", MODEL, "--label-map", str(label_map), "-o", str(out), timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert parse_file(out).get("model.ssd.num_classes") == 100_000
 
 
 def test_config_refuses_a_config_that_would_fail_unless_forced(zoo: Zoo, data: Path):

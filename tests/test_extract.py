@@ -2,17 +2,66 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
 import tarballs
-from conftest import MODEL, TARBALL_PATH, Zoo
+from conftest import MODEL, ROOT, TARBALL_PATH, Zoo
 from httpserver import FileServer
 
 UNSAFE = 7
 INTEGRITY = 6
+
+# The CLI with zoo's own tar filter in place of tarfile's data filter, as on
+# Pythons that lack it (Debian 12's 3.11.2).
+OWN_FILTER = "import zoo.extract; zoo.extract.USE_STDLIB_FILTER = False; from cli.main import main; main()"
+
+
+# Debian 12's own Python, if this is Debian 12: 3.11.2, without the data filter.
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+class OwnFilterZoo(Zoo):
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-c", OWN_FILTER, *args]
+
+
+class SystemPythonZoo(Zoo):
+    """The CLI run by the system's Python, with this venv's packages (same 3.11 ABI)."""
+
+    def command(self, *args: str) -> list[str]:
+        return [str(SYSTEM_PYTHON), "-c", "from cli.main import main; main()", *args]
+
+
+def system_python_lacks_data_filter() -> bool:
+    if not SYSTEM_PYTHON.exists():
+        return False
+    probe = "import sys, tarfile; print(sys.version_info[:2] == (3, 11) and not hasattr(tarfile, 'data_filter'))"
+    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True).stdout.strip() == "True"
+
+
+@pytest.fixture(params=["stdlib-filter", "own-filter", "python-without-data-filter"])
+def any_zoo(request: pytest.FixtureRequest, zoo: Zoo) -> Zoo:
+    if request.param == "stdlib-filter":
+        return zoo
+    if request.param == "own-filter":
+        return OwnFilterZoo(zoo.home, zoo.env)
+    if not system_python_lacks_data_filter():
+        pytest.skip(f"{SYSTEM_PYTHON} is not a 3.11 without tarfile's data filter")
+    path = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"]])
+    return SystemPythonZoo(zoo.home, {**zoo.env, "PYTHONPATH": path})
+
+
+def test_a_good_tarball_installs_with_either_filter(any_zoo: Zoo):
+    result = any_zoo.run("fetch", MODEL)
+    assert result.returncode == 0, result.stderr
+    assert any_zoo.published() == [MODEL]
 
 
 @pytest.mark.parametrize(
@@ -22,20 +71,23 @@ INTEGRITY = 6
         (tarballs.dotdot_tarball, UNSAFE, "climbs out with '..'"),
         (tarballs.symlink_escape_tarball, UNSAFE, "unsafe member refused"),
         (tarballs.hardlink_escape_tarball, UNSAFE, "unsafe member refused"),
+        (tarballs.link_chain_tarball, UNSAFE, "unsafe member refused"),
         (tarballs.device_tarball, UNSAFE, "is a device or FIFO"),
         (tarballs.size_bomb_tarball, UNSAFE, "a decompression bomb?"),
+        (tarballs.sparse_tarball, UNSAFE, "is a sparse file"),
+        (tarballs.header_chain_tarball, UNSAFE, "more than 8 extended headers in a row"),
         (tarballs.no_index_tarball, INTEGRITY, "should hold 'checkpoint/ckpt-0.index'; found: none"),
     ],
 )
-def test_bad_tarballs_are_refused(zoo: Zoo, upstream: FileServer, tmp_path: Path, builder, code, message):
+def test_bad_tarballs_are_refused(any_zoo: Zoo, upstream: FileServer, tmp_path: Path, builder, code, message):
     bad = builder(tmp_path / "bad", MODEL)
     upstream.add(TARBALL_PATH, bad.read_bytes())
     escaped_before = set(Path("/tmp").glob("zoo-escape-*"))
-    result = zoo.run("fetch", MODEL)
+    result = any_zoo.run("fetch", MODEL)
     assert result.returncode == code, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zoo: error: ") and message in lines[0]
-    assert zoo.leftovers() == []
+    assert any_zoo.leftovers() == []
     assert set(Path("/tmp").glob("zoo-escape-*")) == escaped_before
     assert not Path("/etc/x").exists()
 

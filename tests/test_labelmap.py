@@ -150,3 +150,30 @@ def test_any_list_of_items_reads_or_fails_with_a_config_error(items):
     ids = [item_id for item_id, _ in items]
     assert label_map.num_classes == max(ids)  # type: ignore[type-var]
     assert sorted(item.id for item in label_map.items) == sorted(i for i in ids if i)
+
+
+# -- size: linear work, and a clear error past a sane size
+
+
+def test_a_long_item_list_is_read_in_linear_work(monkeypatch):
+    """``item: [{...}, ...]`` once copied the whole list once per item: count the copies."""
+    from zoo.textproto import Field
+
+    copied = []
+    items = Field.items
+    monkeypatch.setattr(Field, "items", property(lambda f: copied.append(len(items.fget(f))) or items.fget(f)))
+    n = 2000
+    label_map = parse_label_map("item: [" + ", ".join(f"{{ id: {i} name: 'c{i}' }}" for i in range(1, n + 1)) + "]")
+    assert label_map.num_classes == n
+    assert sum(copied) <= 2 * n
+
+
+def test_a_label_map_past_the_token_limit_is_one_clear_error(monkeypatch, tmp_path):
+    from zoo import textproto
+
+    monkeypatch.setattr(textproto, "MAX_TOKENS", 1000)
+    path = tmp_path / "huge.pbtxt"
+    path.write_text("".join(f"item {{ id: {i} name: 'c{i}' }}\n" for i in range(1, 200)))
+    with pytest.raises(ConfigError) as caught:
+        read_label_map(path)
+    assert str(caught.value) == f"{path}:112:6: more than 1,000 tokens: too large for a config or label map"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import subprocess
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -208,6 +213,8 @@ def escape_member() -> tuple[tarfile.TarInfo, bytes]:
     [(tampered, [], 6, "does not match its sha256"), (lambda m, d: d, [escape_member()], 7, "climbs out")],
 )
 def test_a_tampered_or_hostile_bundle_installs_nothing(zoo: Zoo, upstream: FileServer, tmp_path: Path, change, extra, code, message):
+    canary = tmp_path / "canary"
+    canary.write_bytes(b"mine")
     assert zoo.run("fetch", MODEL).returncode == 0
     good = tmp_path / "good.tar"
     zoo.run("bundle", "create", str(good), MODEL)
@@ -219,7 +226,9 @@ def test_a_tampered_or_hostile_bundle_installs_nothing(zoo: Zoo, upstream: FileS
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     models = tmp_path / "other" / "cache" / "models"
     assert not models.exists() or list(models.iterdir()) == []
-    assert not (tmp_path / "escape").exists()
+    # The bundle is unpacked in <cache>/tmp/<staging>/bundle: two levels up is <cache>/tmp.
+    assert not (tmp_path / "other" / "cache" / "tmp" / "escape").exists()
+    assert canary.read_bytes() == b"mine"
 
 
 def test_lock_round_trip_and_a_changed_upstream_byte(zoo: Zoo, upstream: FileServer, tarball: Path, tmp_path: Path):
@@ -307,3 +316,170 @@ def test_selecting_models_to_mirror():
     assert [m.name for m in picked].count(MODEL) == 1 and len(picked) == 15
     with pytest.raises(UsageError):
         select_models(registry)
+
+
+# -- broken mirror indexes ------------------------------------------------------------
+
+
+class _AnswerEverything(BaseHTTPRequestHandler):
+    """A proxy or single-page app: 200 and the same body for every path."""
+
+    protocol_version = "HTTP/1.0"
+    body_size = 0  # 0: a small HTML page; otherwise that many zero bytes
+
+    def do_GET(self) -> None:
+        size = self.body_size or len(HTML)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html" if not self.body_size else "application/json")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        if not self.body_size:
+            self.wfile.write(HTML)
+            return
+        with contextlib.suppress(ConnectionError):
+            for start in range(0, size, 1 << 20):
+                self.wfile.write(bytes(min(1 << 20, size - start)))
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+HTML = b"<!doctype html><html><body><div id=app></div></body></html>"
+
+
+@contextlib.contextmanager
+def answering_everything(body_size: int = 0) -> Iterator[str]:
+    handler = type("Handler", (_AnswerEverything,), {"body_size": body_size})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def lines_naming(text: str, needle: str) -> list[str]:
+    return [line for line in text.splitlines() if needle in line]
+
+
+@pytest.mark.timeout(300)
+def test_a_mirror_answering_every_path_with_html_is_skipped(zoo: Zoo, upstream: FileServer, tarball: Path, tmp_path: Path):
+    good = tmp_path / "mirror"
+    build(zoo, str(good))
+    with answering_everything() as spa:
+        through_next = zoo.run("fetch", MODEL, "--json", ZOO_MIRROR=f"{spa},{good}", ZOO_MIRROR_ONLY="1")
+        assert through_next.returncode == 0, through_next.stderr
+        assert json.loads(through_next.stdout)["url"].startswith(str(good))
+        warned = lines_naming(through_next.stderr, spa)
+        assert len(warned) == 1 and "not a valid mirror index" in warned[0] and "skipping this mirror" in warned[0]
+        assert zoo.run("cache", "rm", MODEL).returncode == 0
+        through_upstream = zoo.run("fetch", MODEL, "--json", ZOO_MIRROR=spa)
+    assert through_upstream.returncode == 0, through_upstream.stderr
+    assert json.loads(through_upstream.stdout)["sha256"] == sha256_of(tarball)
+    assert json.loads(through_upstream.stdout)["url"] == upstream.url_for(TARBALL_PATH)
+    assert len(lines_naming(through_upstream.stderr, spa)) == 1
+
+
+@pytest.mark.timeout(300)
+def test_an_oversized_index_over_http_is_skipped(zoo: Zoo, upstream: FileServer, tarball: Path):
+    with answering_everything(body_size=(64 << 20) + 1) as huge:
+        result = zoo.run("fetch", MODEL, "--json", ZOO_MIRROR=huge)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["url"] == upstream.url_for(TARBALL_PATH)
+    warned = lines_naming(result.stderr, huge)
+    assert len(warned) == 1 and "larger than 64 MiB" in warned[0]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kind", ["not json", "a FIFO", "too large"])
+def test_a_broken_local_index_is_skipped(zoo: Zoo, upstream: FileServer, tarball: Path, tmp_path: Path, kind: str):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    index = mirror / INDEX
+    if kind == "not json":
+        index.write_text("<html></html>")
+    elif kind == "a FIFO":
+        os.mkfifo(index)  # reading it the old way waits for a writer forever
+    else:
+        with open(index, "wb") as handle:
+            handle.truncate((64 << 20) + 1)
+    result = zoo.run("fetch", MODEL, "--json", ZOO_MIRROR=str(mirror))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["url"] == upstream.url_for(TARBALL_PATH)
+    warned = lines_naming(result.stderr, str(index))
+    assert len(warned) == 1 and warned[0].endswith("skipping this mirror")
+
+
+def test_a_mirror_index_is_read_again_after_a_while(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from zoo import mirror as zoo_mirror
+    from zoo.settings import Settings
+    from zoo.sources import Pin
+
+    monkeypatch.setattr(zoo_mirror, "INDEX_TTL", 0.5)
+    root = tmp_path / "mirror"
+    root.mkdir()
+    upstream_url = "https://download.example.com/models/a.tar.gz"
+    settings = Settings(cache_dir=tmp_path / "cache", mirrors=(str(root),))
+    assert [s.pin for s in zoo_mirror.plan_sources(upstream_url, Pin(), settings)] == [Pin(), Pin()]
+    index = zoo_mirror.MirrorIndex({mirror_relative(upstream_url): zoo_mirror.MirrorFile(upstream_url, "a" * 64, 7)})
+    (root / INDEX).write_text(index.to_json())
+    # Within the time an index is reused, the mirror still has none ...
+    assert zoo_mirror.plan_sources(upstream_url, Pin(), settings)[0].pin == Pin()
+    time.sleep(0.6)
+    # ... and after it, the index it gained pins what it serves.
+    assert zoo_mirror.plan_sources(upstream_url, Pin(), settings)[0].pin == Pin("a" * 64, 7)
+
+
+# -- object-store builds --------------------------------------------------------------
+
+
+def s3_objects(env: dict[str, str]) -> dict[str, bytes]:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="zoo-mirror").get("Contents", [])]
+    return {key: client.get_object(Bucket="zoo-mirror", Key=key)["Body"].read() for key in keys}
+
+
+def assert_complete_s3_mirror(zoo: Zoo, upstream: FileServer, tarball: Path, env: dict[str, str]) -> None:
+    objects = s3_objects(env)
+    archive = objects["team/" + mirror_relative(upstream.url_for(TARBALL_PATH))]
+    assert len(archive) == tarball.stat().st_size and sha256_of_bytes(archive) == sha256_of(tarball)
+    assert not any(".part" in key for key in objects)
+    verified = zoo.run("mirror", "verify", "s3://zoo-mirror/team", **env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def sha256_of_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def s3_build(zoo: Zoo, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(zoo.command("mirror", "build", "s3://zoo-mirror/team", MODEL), env={**zoo.env, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_two_s3_builds_at_once_both_complete(zoo: Zoo, upstream: FileServer, tarball: Path, s3: dict[str, str]):
+    upstream.throttle(TARBALL_PATH, 1024 * 1024)
+    builders = [s3_build(zoo, s3) for _ in range(2)]
+    outcomes = [(b.wait(timeout=240), b.stderr.read() if b.stderr else "") for b in builders]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    assert_complete_s3_mirror(zoo, upstream, tarball, s3)
+
+
+@pytest.mark.timeout(300)
+def test_cache_prune_during_an_s3_build_keeps_its_scratch(zoo: Zoo, upstream: FileServer, tarball: Path, s3: dict[str, str]):
+    upstream.throttle(TARBALL_PATH, 512 * 1024)
+    builder = s3_build(zoo, s3)
+    while not list(zoo.cache.glob("tmp/*/*.part")):  # the download is under way
+        assert builder.poll() is None, builder.stderr.read() if builder.stderr else ""
+        time.sleep(0.05)
+    pruned = zoo.run("cache", "prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert builder.wait(timeout=240) == 0, builder.stderr.read() if builder.stderr else ""
+    assert_complete_s3_mirror(zoo, upstream, tarball, s3)

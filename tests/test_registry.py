@@ -96,7 +96,7 @@ def test_document_level_errors(tmp_path, content, message):
 
 
 def test_missing_registry_file_is_named(tmp_path):
-    with pytest.raises(RegistryError, match="nothere.json: registry file not found"):
+    with pytest.raises(RegistryError, match="nothere.json: no such file"):
         load_registry([tmp_path / "nothere.json"])
 
 
@@ -131,3 +131,34 @@ def test_a_layer_that_breaks_an_alias_default_is_named(tmp_path):
     path = write_registry(tmp_path / "team.json", [dropped])
     with pytest.raises(RegistryError, match=r"team.json: defaults: 'ssd_resnet50_v1_fpn' -> "):
         load_registry([path])
+
+
+HOSTILE_NAMES = ["../../../tmp/canary", "a/b", "..", ".hidden", "-rf", "a..b", "x" * 129, "tab\tname", "ünïcode", "a\\b"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_names_and_aliases_are_single_safe_path_components(tmp_path, name):
+    """They become cache directory names, from any registry file a team layers in."""
+    named = write_registry(tmp_path / "named.json", [in_house(name)])
+    with pytest.raises(RegistryError) as caught:
+        load_registry([named])
+    assert str(caught.value) == (
+        f"{named}: models[0] ({name}): field 'name': must be 1-128 letters, digits, '.', '_' or '-', "
+        f"starting with a letter or digit, without '..'; got {name!r}"
+    )
+    aliased = write_registry(tmp_path / "aliased.json", [in_house(aliases=["fine", name])])
+    with pytest.raises(RegistryError) as caught:
+        load_registry([aliased])
+    assert str(caught.value).startswith(f"{aliased}: models[0] (team_detector_v3): field 'aliases': must be 1-128")
+    assert str(caught.value).endswith(f"; got {name!r}")
+
+
+def test_every_builtin_name_and_alias_is_a_safe_path_component(tmp_path):
+    registry = load_registry()
+    keys = [key for model in registry for key in (model.name, *model.aliases)]
+    # Layering each built-in entry again re-validates it: none is refused.
+    relisted = write_registry(tmp_path / "again.json", [{"name": model.name, "aliases": list(model.aliases)}
+                                                        for model in registry])  # fmt: skip
+    assert len(load_registry([relisted])) == len(registry) and len(keys) > len(registry)
+    longest = write_registry(tmp_path / "long.json", [in_house("a" * 128, aliases=["b.c_d-9"])])
+    assert load_registry([longest]).resolve("b.c_d-9").name == "a" * 128

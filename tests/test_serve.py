@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from email.utils import formatdate
 from pathlib import Path
@@ -252,9 +253,52 @@ def test_outside_hidden_and_directories_give_404(
     assert raw_get(server, target).status == 404
 
 
-def test_symlink_within_directory_is_served(server: MirrorServer, mirror: Path) -> None:
+def test_no_symlink_is_followed_even_one_pointing_inside(server: MirrorServer, mirror: Path) -> None:
+    # Following none is what keeps a symlink swapped in mid-request from leading out.
     (mirror / "alias.tar.gz").symlink_to(mirror / FILE)
-    assert get(server, "alias.tar.gz").content == DATA
+    (mirror / "alias-dir").symlink_to(mirror / FILE.split("/")[0])
+    assert get(server, "alias.tar.gz").status_code == 404
+    assert get(server, "alias-dir/" + FILE.split("/", 1)[1]).status_code == 404
+    assert get(server).content == DATA
+
+
+@pytest.mark.timeout(120)
+def test_symlinks_swapped_in_by_rename_never_lead_outside(tmp_path: Path, mirror: Path, server: MirrorServer) -> None:
+    # A writer to the mirror flips a directory and a file with symlinks to outside
+    # ones, by rename, while clients download: no response may carry outside bytes.
+    secret = b"outside the mirror " * 1000
+    write(tmp_path / "outside" / "f.bin", secret)
+    write(mirror / "d" / "f.bin", b"inside")
+    (mirror / "d-evil").symlink_to(tmp_path / "outside")
+    (mirror / "d" / "f-evil").symlink_to(tmp_path / "outside" / "f.bin")
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            os.rename(mirror / "d", mirror / "d-real")
+            os.rename(mirror / "d-evil", mirror / "d")
+            os.rename(mirror / "d", mirror / "d-evil")
+            os.rename(mirror / "d-real", mirror / "d")
+            os.rename(mirror / "d" / "f.bin", mirror / "d" / "f-real")
+            os.rename(mirror / "d" / "f-evil", mirror / "d" / "f.bin")
+            os.rename(mirror / "d" / "f.bin", mirror / "d" / "f-evil")
+            os.rename(mirror / "d" / "f-real", mirror / "d" / "f.bin")
+
+    def fetch(count: int) -> list[tuple[int, bytes]]:
+        with requests.Session() as session:
+            return [(r.status_code, r.content) for r in (session.get(f"{server.url}/d/f.bin", timeout=10) for _ in range(count))]
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            replies = [reply for batch in pool.map(fetch, [750] * 4) for reply in batch]
+    finally:
+        stop.set()
+        swapper.join()
+    assert not [reply for reply in replies if secret[:20] in reply[1]]
+    assert {status for status, _ in replies} <= {200, 404}
+    assert (200, b"inside") in replies
 
 
 # -- scale ---------------------------------------------------------------------------

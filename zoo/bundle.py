@@ -11,25 +11,27 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import tarfile
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO, Any
 
 from zoo.cache import Cache
 from zoo.errors import IntegrityError, ZooError
 from zoo.extract import extract_stream
 from zoo.fetch import FetchResult, fetch
-from zoo.fsutil import file_digest, writing
+from zoo.fsutil import file_digest, join_beneath, read_input, replacing
 from zoo.mirror import INDEX_NAME, MirrorFile, MirrorIndex, merge_into_mirror
-from zoo.registry import Registry
+from zoo.registry import Registry, load_registry
 from zoo.settings import Settings
-from zoo.sources import mirror_relative
+from zoo.sources import Pin, mirror_relative
 
 
-def create_bundle(path: Path, names: Iterable[str], settings: Settings, registry: Registry) -> MirrorIndex:
-    """Pack the named cached models into ``path``, written atomically."""
+def create_bundle(
+    path: Path | str, names: Iterable[str], settings: Settings, registry: Registry, force: bool = False
+) -> MirrorIndex:
+    """Pack the named cached models into ``path`` (``-``: standard output), a regular
+    file replaced atomically (a read-only one only with ``force``), a device written through."""
     cache = Cache(settings.cache_dir)
     index = MirrorIndex()
     members: list[tuple[str, Path]] = []
@@ -45,26 +47,20 @@ def create_bundle(path: Path, names: Iterable[str], settings: Settings, registry
         model = registry.models.get(entry.name)
         if model:
             index.models[entry.name] = {k: v for k, v in model.to_dict().items() if k != "source"}
-    _write_tar(path, index, members)
+    with replacing(path, force) as output:
+        _write_tar(output, index, members)
     return index
 
 
-def _write_tar(path: Path, index: MirrorIndex, members: list[tuple[str, Path]]) -> None:
-    path = path.absolute()
-    with writing(path):
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
-                data = index.to_json().encode()
-                info = tarfile.TarInfo(INDEX_NAME)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-                for relative, local in members:
-                    tar.add(local, arcname=relative, recursive=False)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+def _write_tar(output: IO[bytes], index: MirrorIndex, members: list[tuple[str, Path]]) -> None:
+    # A stream ("w|"): a pipe or a device can't seek.
+    with tarfile.open(fileobj=output, mode="w|") as tar:
+        data = index.to_json().encode()
+        info = tarfile.TarInfo(INDEX_NAME)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for relative, local in members:
+            tar.add(local, arcname=relative, recursive=False)
 
 
 def import_bundle(path: Path, into: str, settings: Settings) -> list[str]:
@@ -76,7 +72,7 @@ def import_bundle(path: Path, into: str, settings: Settings) -> list[str]:
         _unpack(path, unpacked)
         index = _verified_index(path, unpacked)
         if into == "cache":
-            return [result.name for result in _install_into_cache(index, unpacked, staged, settings)]
+            return [result.name for result in _install_into_cache(path, index, unpacked, staged, settings)]
         merge_into_mirror(into, index, unpacked, settings)
         return sorted(index.models)
 
@@ -87,20 +83,21 @@ def _unpack(path: Path, dest: Path) -> None:
     except OSError as exc:
         raise ZooError(f"cannot read bundle {path}: {exc.strerror}") from None
     with source:
-        extract_stream(source, dest, label=str(path), archive_size=lambda: path.stat().st_size)
+        # A link in a bundle could make a key that looks inside resolve elsewhere: none at all.
+        extract_stream(source, dest, label=str(path), archive_size=lambda: path.stat().st_size, links=False)
 
 
 def _verified_index(path: Path, unpacked: Path) -> MirrorIndex:
     index_file = unpacked / INDEX_NAME
     if not index_file.is_file():
         raise IntegrityError(f"{path}: not a zoo bundle (no {INDEX_NAME})")
-    index = MirrorIndex.parse(index_file.read_bytes(), f"{path}:{INDEX_NAME}")
+    index = MirrorIndex.parse(read_input(index_file, "mirror index", IntegrityError), f"{path}:{INDEX_NAME}")
     present = {p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*") if p.is_file()}
     unlisted = sorted(present - set(index.files) - {INDEX_NAME})
     if unlisted:
         raise IntegrityError(f"{path}: holds files its index does not list: {', '.join(unlisted)}")
     for relative, expected in sorted(index.files.items()):
-        local = unpacked / relative
+        local = join_beneath(unpacked, relative, str(path), IntegrityError)
         if not local.is_file():
             raise IntegrityError(f"{path}: {relative} is listed in the index but missing")
         if file_digest(local) != (expected.sha256, expected.size):
@@ -108,9 +105,12 @@ def _verified_index(path: Path, unpacked: Path) -> MirrorIndex:
     return index
 
 
-def _install_into_cache(index: MirrorIndex, unpacked: Path, staged: Path, settings: Settings) -> list[FetchResult]:
+def _install_into_cache(
+    path: Path, index: MirrorIndex, unpacked: Path, staged: Path, settings: Settings
+) -> list[FetchResult]:
+    entries = _pinned_entries(path, index, load_registry(settings.registry_files))
     overlay = staged / "bundle-registry.json"
-    overlay.write_text(json.dumps({"format": 1, "models": list(index.models.values())}))
+    overlay.write_text(json.dumps({"format": 1, "models": entries}))
     local = dataclasses.replace(
         settings,
         mirrors=(str(unpacked),),
@@ -119,3 +119,27 @@ def _install_into_cache(index: MirrorIndex, unpacked: Path, staged: Path, settin
         registry_files=(*settings.registry_files, overlay),
     )
     return [fetch(name, settings=local) for name in sorted(index.models)]
+
+
+def _pinned_entries(path: Path, index: MirrorIndex, registry: Registry) -> list[dict[str, Any]]:
+    """The bundle's registry entries, pinned to the very files it carries.
+
+    They are layered over the user's registry (and lock), so a pin the bundle
+    left out would otherwise be wiped: a bundle may add models, never weaken
+    or contradict a pin; one that contradicts a pin installs nothing.
+    """
+    entries = []
+    for name, entry in sorted(index.models.items()):
+        url = entry.get("url") if isinstance(entry, dict) else None
+        carried = index.files.get(mirror_relative(url)) if isinstance(url, str) else None
+        if carried is None:
+            raise IntegrityError(f"{path}: {name}: its archive {url!r} is not in the bundle")
+        known = registry.models.get(name)
+        pin = Pin(known.sha256, known.size) if known else Pin()
+        if pin.merge(Pin(carried.sha256, carried.size)) is None:
+            raise IntegrityError(
+                f"{path}: {name}: the bundle holds other bytes than your registry or lock pins "
+                f"(sha256 {pin.sha256 or 'any'}, size {pin.size or 'any'}); nothing was installed"
+            )
+        entries.append({**entry, "name": name, "sha256": carried.sha256, "size": carried.size})
+    return entries

@@ -9,32 +9,54 @@ Layout under the cache root::
     downloads/<name>@<file>.part    resumable partial downloads (+ .json sidecar)
     tmp/<name>@<random>/            staging directories (same file system)
     locks/<name>.lock               per-model inter-process locks
+    locks/tmp/<name>@<random>.lock  one per staging directory, held while it is in use
 
 An entry is published by renaming a complete staging directory into
 ``models/``; a directory there without a readable marker is never served.
+Every path zoo writes or deletes is guarded by a lock its owner holds, and
+``models/``, ``downloads/``, ``tmp/`` and ``locks/`` must be real directories
+of this user: a planted symlink is refused, never followed.
 """
 
 from __future__ import annotations
 
-import fcntl
+import functools
 import json
 import logging
 import os
-import tempfile
+import re
+import secrets
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zoo.errors import NotCachedError
-from zoo.fsutil import remove_tree, tree_size, writing
+from zoo.errors import NotCachedError, UnknownModelError, ZooError
+from zoo.fsutil import file_lock, fsync_dir, fsync_tree, private_dir, read_input, remove_tree, tree_size, writing
+
+if TYPE_CHECKING:
+    from zoo.registry import Registry
 
 MARKER = "zoo-entry.json"
 MARKER_FORMAT = 1
 
+# The rule registry names follow: one plain path component, no '@' (the
+# separator in downloads/ and tmp/), nothing a shell or glob treats specially.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})")
+
 log = logging.getLogger("zoo")
+
+
+def checked_name(name: str) -> str:
+    """``name`` if it can name a cache path, else UnknownModelError: every path
+    the cache builds from a model name goes through here."""
+    if not _NAME.fullmatch(name):
+        raise UnknownModelError(name, [])
+    return name
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,23 @@ class Entry:
         del data["directory"]
         return {"format": MARKER_FORMAT, **data}
 
+    def files_present(self) -> bool:
+        """Whether the checkpoint's index, every data shard and the config are
+        still on disk: names only, no hashing, so a cache hit stays cheap."""
+        prefix = self.checkpoint_path
+        try:
+            names = set(os.listdir(prefix.parent))
+        except OSError:
+            return False
+        counts = {match[2] for n in names if n.startswith(prefix.name)
+                  and (match := _SHARD.fullmatch(n, len(prefix.name)))}  # fmt: skip
+        if len(counts) != 1 or f"{prefix.name}.index" not in names:
+            return False
+        count = counts.pop()
+        shards = (f"{prefix.name}.data-{i:05d}-of-{count}" for i in range(int(count)))
+        config = self.config_path
+        return all(s in names for s in shards) and (config is None or config.is_file())
+
 
 class Cache:
     def __init__(self, root: Path) -> None:
@@ -80,19 +119,40 @@ class Cache:
         return self.root / "models"
 
     def entry_dir(self, name: str) -> Path:
-        return self.models_dir / name
+        return self.models_dir / checked_name(name)
 
     def partial_path(self, name: str, url: str) -> Path:
-        return self.root / "downloads" / f"{name}@{Path(url).name}.part"
+        filename = f"{checked_name(name)}@{Path(url).name}.part"
+        return self._private("downloads") / filename
+
+    def model_name(self, registry: Registry, name: str) -> str:
+        """The canonical model name a user's ``name`` stands for: an entry
+        present in the cache (which may have left the registry), else a
+        registry name or alias. Anything else, a path or ``..`` included, is
+        UnknownModelError with suggestions."""
+        if _NAME.fullmatch(name) and os.path.lexists(self.models_dir / name):
+            return name
+        return registry.resolve(name).name
 
     def read_entry(self, name: str) -> Entry | None:
-        """The published entry, or None when absent or without a valid marker."""
+        """The published entry, or None when absent or without a valid marker.
+
+        A marker from a newer zoo is refused (ZooError), so that entry is
+        neither served nor replaced. Keys this version does not know are ignored.
+        """
         directory = self.entry_dir(name)
+        data = _marker(directory)
+        if data is None:
+            return None
+        if data["format"] > MARKER_FORMAT:
+            raise ZooError(
+                f"{directory}: written by a newer zoo (marker format {data['format']}); "
+                "upgrade zoo or use another cache directory"
+            )
+        known = {f.name for f in fields(Entry)} - {"directory"}
         try:
-            data = json.loads((directory / MARKER).read_text(encoding="utf-8"))
-            data.pop("format")
-            return Entry(directory=directory, **data)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return Entry(directory=directory, **{key: data[key] for key in known})
+        except KeyError:
             return None
 
     def require_entry(self, name: str) -> Entry:
@@ -102,68 +162,83 @@ class Cache:
         return entry
 
     def entries(self) -> list[Entry]:
-        if not self.models_dir.is_dir():
-            return []
-        found = (self.read_entry(d.name) for d in sorted(self.models_dir.iterdir()))
-        return [entry for entry in found if entry is not None]
+        """Published entries; one a newer zoo wrote is reported and skipped."""
+        found = []
+        for name in self._entry_names():
+            try:
+                entry = self.read_entry(name)
+            except ZooError as exc:
+                log.warning("%s", exc)
+                continue
+            if entry is not None:
+                found.append(entry)
+        return found
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """Hold the model's lock; the kernel drops it if this process dies."""
-        path = self.root / "locks" / f"{name}.lock"
-        with writing(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a+b")
-        with handle:
-            if not _try_lock(handle):
-                log.info("waiting for another zoo process fetching %s", name)
-                fcntl.flock(handle, fcntl.LOCK_EX)
+        notice = functools.partial(log.info, "waiting for another zoo process using %s", name)
+        with file_lock(self._lock_path(name), on_wait=notice):
             yield
 
     @contextmanager
     def staging(self, name: str) -> Iterator[Path]:
-        """A fresh directory on the cache's file system, removed unless published."""
-        tmp = self.root / "tmp"
-        with writing(tmp):
-            tmp.mkdir(parents=True, exist_ok=True)
-            path = Path(tempfile.mkdtemp(prefix=f"{name}@", dir=tmp))
-        try:
-            yield path
-        finally:
-            remove_tree(path)
+        """A fresh directory on the cache's file system, removed unless published.
+
+        Its own lock is taken before the directory exists and held until it is
+        gone, so `prune` never deletes work in progress.
+        """
+        tmp = self._private("tmp")
+        dirname = f"{checked_name(name)}@{secrets.token_hex(8)}"
+        lock = self._staging_lock(dirname)
+        with file_lock(lock):
+            path = tmp / dirname
+            with writing(path):
+                path.mkdir(mode=0o700)
+            try:
+                yield path
+            finally:
+                remove_tree(path)
+                lock.unlink(missing_ok=True)  # unique to this directory, which is gone
 
     def publish(self, staged: Path, entry: Entry) -> Entry:
-        """Write the marker, then swap the staged directory in with one rename."""
-        with writing(staged / MARKER):
-            (staged / MARKER).write_text(json.dumps(entry.marker_dict(), indent=2) + "\n")
+        """Flush the staged files, write the marker, then swap the directory in
+        with one rename: after a power loss a marker never sits over truncated files."""
+        marker = staged / MARKER
+        with writing(marker):
+            fsync_tree(staged)
+            with open(marker, "x", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry.marker_dict(), indent=2) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            fsync_dir(staged)
+        models = self._private("models")
         target = self.entry_dir(entry.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            # A stale or unmarked entry: move it aside so the swap stays atomic.
-            retired = staged.with_name(staged.name + ".old")
-            os.rename(target, retired)
+        with self.staging(f"{entry.name}.old") as retired, writing(target):
+            if os.path.lexists(target):
+                # A stale or unmarked entry: moved aside so the swap stays atomic.
+                os.rename(target, retired / "entry")
             os.rename(staged, target)
-            remove_tree(retired)
-        else:
-            os.rename(staged, target)
+            fsync_dir(models)
         return self.require_entry(entry.name)
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes per published entry, then for partial downloads and leftovers."""
         usage = {entry.name: tree_size(entry.directory) for entry in self.entries()}
         usage["(partial downloads)"] = tree_size(self.root / "downloads")
-        usage["(unfinished and staging)"] = sum(tree_size(p) for p in self._prunable()
+        usage["(unfinished and staging)"] = sum(tree_size(p) for p in self._leftovers()
                                                 if p.parent.name != "downloads")
         return usage
 
     def remove(self, name: str) -> int:
         """Delete one entry (and its partial downloads); returns the bytes freed."""
         with self.lock(name):
+            self._private("models")
             directory = self.entry_dir(name)
-            partials = list((self.root / "downloads").glob(f"{name}@*"))
-            if not directory.exists() and not partials:
+            partials = sorted(self._private("downloads").glob(f"{name}@*"))
+            if not os.path.lexists(directory) and not partials:
                 raise NotCachedError(f"{name} is not in the cache at {self.root}")
-            freed = tree_size(directory) + sum(p.stat().st_size for p in partials)
+            freed = sum(_size(path) for path in [directory, *partials])
             for path in [directory, *partials]:
                 remove_tree(path)
         return freed
@@ -171,43 +246,80 @@ class Cache:
     def prune(self) -> list[Path]:
         """Remove partial downloads, unmarked entries and staging leftovers.
 
-        Each model's lock is taken without waiting, so a fetch in progress
-        keeps its files.
+        Each path is removed only under the lock its owner holds while using
+        it, taken without waiting: work in progress is skipped, and so is
+        whatever no zoo process could have locked.
         """
         removed = []
-        for path in self._prunable():
-            owner = path.name if path.parent == self.models_dir else path.name.split("@")[0]
-            with self._lock_if_free(owner) as free:
-                if free and path.exists():
+        for path in self._leftovers():
+            lock = self._guard(path)
+            if lock is None:
+                continue
+            with file_lock(lock, wait=False) as free:
+                if free and self._leftover(path):
                     remove_tree(path)
                     removed.append(path)
+                if free and path.parent.name == "tmp":
+                    lock.unlink(missing_ok=True)  # its directory is gone
         return removed
 
-    def _prunable(self) -> list[Path]:
+    def _private(self, sub: str) -> Path:
+        return private_dir(self.root / sub)
+
+    def _lock_path(self, name: str) -> Path:
+        return self.root / "locks" / f"{checked_name(name)}.lock"
+
+    def _staging_lock(self, dirname: str) -> Path:
+        return self.root / "locks" / "tmp" / f"{dirname}.lock"
+
+    def _guard(self, path: Path) -> Path | None:
+        """The lock whose holder may be using ``path``; None for a name zoo never uses."""
+        if path.parent.name == "tmp":
+            return self._staging_lock(path.name)
+        owner = path.name.split("@")[0]
+        return self._lock_path(owner) if _NAME.fullmatch(owner) else None
+
+    def _entry_names(self) -> list[str]:
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(d.name for d in self.models_dir.iterdir() if _NAME.fullmatch(d.name))
+
+    def _leftovers(self) -> list[Path]:
         found: list[Path] = []
-        for sub in ("downloads", "tmp"):
-            if (self.root / sub).is_dir():
-                found += sorted((self.root / sub).iterdir())
-        if self.models_dir.is_dir():
-            found += [d for d in sorted(self.models_dir.iterdir()) if self.read_entry(d.name) is None]
-        return found
+        for sub in ("downloads", "tmp", "models"):
+            if os.path.lexists(self.root / sub):
+                found += sorted(self._private(sub).iterdir())
+        return [path for path in found if self._leftover(path)]
 
-    @contextmanager
-    def _lock_if_free(self, name: str) -> Iterator[bool]:
-        path = self.root / "locks" / f"{name}.lock"
-        if not path.exists():
-            yield True
-            return
-        with open(path, "a+b") as handle:
-            yield _try_lock(handle)
+    def _leftover(self, path: Path) -> bool:
+        """Whether ``path`` is still there and not a published entry (checked
+        again under its lock: a fetch may have published it since)."""
+        if not os.path.lexists(path):
+            return False
+        if path.parent != self.models_dir:
+            return True
+        try:
+            return self.read_entry(path.name) is None
+        except ZooError:
+            return False  # a newer zoo's entry, or a name zoo never gives one: not ours to delete
 
 
-def _try_lock(handle: Any) -> bool:
+def _marker(directory: Path) -> dict[str, Any] | None:
+    """The marker's fields; None when ``directory`` is missing or a symlink, or
+    holds no readable marker (an unfinished entry)."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+        if not stat.S_ISDIR(os.lstat(directory).st_mode):
+            return None
+        data = json.loads(read_input(directory / MARKER, "completion marker", error=ZooError))
+    except (OSError, ZooError, ValueError):
+        return None
+    valid = isinstance(data, dict) and type(data.get("format")) is int
+    return data if valid else None
+
+
+def _size(path: Path) -> int:
+    """Bytes under ``path``; a symlink counts as itself, never as what it points at."""
+    return path.lstat().st_size if path.is_symlink() or path.is_file() else tree_size(path)
 
 
 def now() -> str:

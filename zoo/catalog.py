@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from zoo.cache import Cache, Entry
-from zoo.checkpoint import read_checkpoint, summarize
+from zoo.checkpoint import is_checkpoint_path, read_checkpoint, summarize
 from zoo.errors import UsageError
 from zoo.registry import Model, Registry
 
@@ -63,7 +62,7 @@ def list_models(
 
 
 def model_info(registry: Registry, cache: Cache, name: str) -> Info:
-    model = registry.resolve(name)
+    model = registry.resolve(cache.model_name(registry, name))
     return Info(model, registry.variants(model), cache.read_entry(model.name))
 
 
@@ -85,8 +84,9 @@ def inspect_checkpoint(
     registry: Registry, cache: Cache, target: str, filter_prefix: str | None = None
 ) -> dict[str, Any]:
     """What a checkpoint holds: ``target`` is a path (prefix, .index, .data-*,
-    directory) or the name of a cached model."""
-    if Path(target).exists() or Path(target + ".index").exists():
+    directory) or the name of a cached model. A path that names no checkpoint
+    is a CheckpointError, not an unknown model."""
+    if is_checkpoint_path(target):
         return summarize(read_checkpoint(target), filter_prefix)
-    entry = cache.require_entry(registry.resolve(target).name)
+    entry = cache.require_entry(cache.model_name(registry, target))
     return summarize(read_checkpoint(entry.checkpoint_path), filter_prefix)

@@ -124,6 +124,14 @@ def resolve_prefix(path: str | Path) -> Path:
     return _absolute(prefix)
 
 
+def is_checkpoint_path(target: str) -> bool:
+    """Whether ``target`` names a checkpoint by path rather than a model by name:
+    it exists, or has a directory part or a checkpoint file's suffix (no model
+    name has a '/'; the registry refuses one)."""
+    exists = os.path.exists(target) or os.path.exists(target + ".index")
+    return exists or "/" in target or bool(_SUFFIX.search(target))
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Resolve ``path`` (see resolve_prefix) and read its index; no data shard is opened."""
     prefix = resolve_prefix(path)

@@ -3,9 +3,9 @@
 ``configure`` fetches the model (a cache hit opens no connection), takes its
 sample config or ``--from``, writes the fine-tune fields and whatever the user
 asked for through zoo.textproto (so every other byte stays as it was), then
-runs zoo.check on the result exactly as the trainer would see it. Writing, and
-refusing to write, is the caller's business: ``Configured.blocking`` says what
-would stop training.
+runs zoo.check on the result exactly as the trainer would see it. Refusing to
+write is the caller's business (``Configured.blocking`` says what would stop
+training); ``Configured.write`` writes it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from zoo.check import FINE_TUNE_CHECKPOINT, Finding, Severity, is_remote
 from zoo.errors import UsageError
 from zoo.facts import check_document
 from zoo.fetch import FetchResult, fetch
-from zoo.labelmap import read_label_map
+from zoo.fsutil import write_output
+from zoo.labelmap import LabelMap, read_label_map
 from zoo.registry import Model, load_registry
 from zoo.settings import Settings
 from zoo.textproto import (
@@ -61,6 +62,7 @@ class Edits:
     fine_tune_checkpoint: str
     checkpoint_type: str
     label_map_path: str | None = None
+    label_map: LabelMap | None = None  # as read from label_map_path, for the check to reuse
     num_classes: int | None = None
     train_records: tuple[str, ...] = ()
     eval_records: tuple[str, ...] = ()
@@ -90,6 +92,11 @@ class Configured:
         """Errors that would stop or spoil training, placeholders aside."""
         return [f for f in self.findings if f.severity is Severity.ERROR and f.id not in NOT_BLOCKING]
 
+    def write(self, path: Path | str, force: bool = False) -> None:
+        """Write the config to ``path``: ``-`` is stdout, a device is written
+        through, a file is replaced in one rename (a read-only one only with ``force``)."""
+        write_output(path, self.text.encode("utf-8"), force)
+
     def diff(self, target: str) -> str:
         lines = difflib.unified_diff(
             self.template_text.splitlines(keepends=True), self.text.splitlines(keepends=True),
@@ -107,8 +114,10 @@ def configure(request: Request, settings: Settings, *, cwd: Path | None = None, 
     template = _template(request, fetched)
     text = read_text(template)
     document = parse(text, str(template))
-    apply_edits(document, resolve_edits(request, model, fetched, cwd))
-    findings = check_document(document, cwd, cache_root=settings.cache_dir)
+    edits = resolve_edits(request, model, fetched, cwd)
+    apply_edits(document, edits)
+    read = {edits.label_map_path: edits.label_map} if edits.label_map_path and edits.label_map else {}
+    findings = check_document(document, cwd, cache_root=settings.cache_dir, label_maps=read)
     return Configured(model, fetched, template, text, document, findings)
 
 
@@ -124,10 +133,11 @@ def resolve_edits(request: Request, model: Model, fetched: FetchResult, cwd: Pat
     """Turn the request into values: absolute paths (the trainer resolves
     relative ones against wherever it is started) and num_classes from the label map."""
     checkpoint_type = request.checkpoint_type or TYPE_FOR_FAMILY.get(model.family, "detection")
-    label_map_path, num_classes = None, request.num_classes
+    label_map_path, label_map, num_classes = None, None, request.num_classes
     if request.label_map is not None:
         label_map_path = _absolute(str(request.label_map), cwd)
-        highest = read_label_map(label_map_path).num_classes
+        label_map = read_label_map(label_map_path)
+        highest = label_map.num_classes
         if num_classes is not None and num_classes != highest:
             raise UsageError(f"--num-classes {num_classes} contradicts --label-map {request.label_map}, "
                              f"whose highest id is {highest}")  # fmt: skip
@@ -136,6 +146,7 @@ def resolve_edits(request: Request, model: Model, fetched: FetchResult, cwd: Pat
         fine_tune_checkpoint=str(fetched.checkpoint),
         checkpoint_type=checkpoint_type,
         label_map_path=label_map_path,
+        label_map=label_map,
         num_classes=num_classes,
         train_records=tuple(_absolute(p, cwd) for p in request.train_records),
         eval_records=tuple(_absolute(p, cwd) for p in request.eval_records),

@@ -5,9 +5,11 @@ thread writes every byte to a partial file on disk, feeds it to sha256 and
 hands it through a bounded queue to a reader (tarfile, when extracting while
 downloading), so the bytes are touched once and memory stays bounded.
 
-The partial file sits beside a JSON sidecar (source URL, validator, total
-size), so an interrupted transfer, even one whose process was killed,
-continues with an HTTP Range request in a later run.
+The partial file belongs to the bytes, not to the source that sent them: a
+JSON sidecar records the pin and the validator (ETag or Last-Modified) they
+came under, so any source serving the same file continues it with an HTTP
+Range request, in this run or a later one, even after the process was killed.
+It is kept on every failure but wrong bytes, a hostile archive or a full disk.
 """
 
 from __future__ import annotations
@@ -15,20 +17,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import queue
 import re
+import shutil
+import socket
+import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from zoo import __version__
-from zoo.errors import IntegrityError, NetworkError, ZooError
-from zoo.fsutil import remove_tree, writing
+from zoo.errors import DiskFullError, IntegrityError, NetworkError, UnsafeArchiveError
+from zoo.fsutil import open_regular, private_dir, remove_tree, writing
 from zoo.settings import Settings
 from zoo.sources import Pin, Source, is_local, local_path
 
@@ -36,6 +42,11 @@ CHUNK_SIZE = 1 << 20
 QUEUE_CHUNKS = 16  # bounds memory: at most this many chunks wait for the reader
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
+ARCHIVE_HEAD = 262  # enough to see tar's "ustar" magic at offset 257
+ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")  # gzip, bzip2, xz
+NO_DNS_HINT = "; without DNS, set ZOO_MIRROR to a mirror or directory you can reach, or ZOO_OFFLINE=1"
+# Wrong bytes, a hostile archive, a full disk: nothing on disk is worth resuming.
+DISCARDING_ERRORS = (IntegrityError, UnsafeArchiveError, DiskFullError)
 
 log = logging.getLogger("zoo")
 
@@ -59,13 +70,16 @@ def download(
 class _SourceFailed(Exception):
     """This source cannot deliver the file; the next one may."""
 
+    def __init__(self, reason: str, unresolved: bool = False):
+        super().__init__(reason)
+        self.unresolved = unresolved
+
 
 class _Retry(Exception):
-    """A transient failure; ``progressed`` resets the retry budget."""
+    """A transient failure; an attempt that handed bytes over resets the retry budget."""
 
-    def __init__(self, reason: str, progressed: bool = False, wait: float | None = None):
+    def __init__(self, reason: str, wait: float | None = None):
         super().__init__(reason)
-        self.progressed = progressed
         self.wait = wait
 
 
@@ -78,6 +92,18 @@ class _Failed:
     error: BaseException
 
 
+@dataclass(frozen=True)
+class _Body:
+    """One response (or one read of a file) carrying the file's bytes from ``start``."""
+
+    url: str
+    pin: Pin
+    start: int = 0
+    total: int | None = None
+    validator: str | None = None
+    content_type: str | None = None
+
+
 class Transfer:
     """One file's bytes, from the first source that works, as a readable stream.
 
@@ -85,7 +111,9 @@ class Transfer:
     reads what the reader left, checks the pin and returns the result. Sources
     that are missing or unreachable are skipped in order until a byte has been
     handed over; bytes that contradict the pin fail at once, since another
-    source offering different bytes is no more trustworthy.
+    source offering different bytes is no more trustworthy. With
+    ``expect_archive``, a source whose first bytes are no archive (a login
+    page) fails like an unreachable one.
     """
 
     def __init__(
@@ -97,15 +125,19 @@ class Transfer:
         label: str,
         progress: bool = False,
         position: int = 0,
+        expect_archive: bool = False,
     ) -> None:
         self.sources = list(sources)
         self.dest = dest
         self.settings = settings
         self.label = label
+        self.expect_archive = expect_archive
         self.total: int | None = None
         self.delivered = 0
+        self.partial: _Partial  # opened by the producer, which owns it
         self._progress = progress
         self._position = position
+        self._bar: Any = _NoBar()
         self._queue: queue.Queue[bytes | Downloaded | _Failed] = queue.Queue(QUEUE_CHUNKS)
         self._cancel = threading.Event()
         self._buffer = b""
@@ -125,9 +157,9 @@ class Transfer:
         # The producer notices within one chunk or one read timeout; it is a
         # daemon thread, so an interrupted process need not wait for it.
         self._thread.join(timeout=2)
-        if kind is not None and not isinstance(error, KeyboardInterrupt):
-            # What was read led to an error (a bad archive, a full disk):
-            # keep nothing. An interrupted user keeps the partial to resume.
+        if isinstance(error, DISCARDING_ERRORS):
+            # Any other failure (a dead source, an interrupted user) keeps the
+            # partial, so the next run continues where this one stopped.
             remove_tree(self.dest)
             remove_tree(_sidecar(self.dest))
 
@@ -181,78 +213,195 @@ class Transfer:
                 continue
 
     def _from_first_source(self) -> Downloaded:
-        failures = []
-        with _progress_bar(self.label, self._progress, self._position) as bar:
+        failures: list[str] = []
+        unresolved = False
+        with (
+            _Partial(self.dest) as self.partial,
+            _progress_bar(self.label, self._progress, self._position) as self._bar,
+        ):
+            self._check_space(None, 0)
             for source in self.sources:
                 try:
-                    return _verified(_reader_for(source.url)(self, source, bar).run(), source.pin)
+                    end = _reader_for(source.url)(self, source).run()
                 except _SourceFailed as exc:
                     if self.delivered:
                         raise NetworkError(f"{source.url}: {exc} (after {self.delivered} bytes)") from None
                     failures.append(f"{source.url}: {exc}")
+                    unresolved = unresolved or exc.unresolved
                     if len(self.sources) > 1:
                         log.warning("%s: %s; trying the next source", source.url, exc)
-        raise NetworkError(f"could not download {self.label}: " + "; ".join(failures))
+                    continue
+                return _verified(self.partial.finish(source.url, end), source.pin)
+        hint = NO_DNS_HINT if unresolved else ""
+        raise NetworkError(f"could not download {self.label}: " + "; ".join(failures) + hint)
 
-    def emit(self, chunk: bytes, bar: Any) -> None:
-        self.delivered += len(chunk)
-        bar.update(len(chunk))
-        self._put(chunk)
+    def receive(self, body: _Body, chunks: Iterable[bytes]) -> int:
+        """Take one body's bytes: each reaches the disk, then the hash and the
+        reader, exactly once. Returns the position where the body ended."""
+        _check_size_pin(body)
+        self.total = body.total
+        self._bar.reset(total=body.total)
+        self._bar.update(self.delivered)
+        self._check_space(body.total, body.start)
+        if body.start == 0 and self.expect_archive:
+            chunks = _archive_checked(body, chunks)
+        self.partial.replay(self.delivered, body.start, self.emit)
+        position = body.start
+        for chunk in chunks:
+            self._check_limit(body, position + len(chunk))
+            self._check_space(body.total, position)
+            self.emit(self.partial.take(body, position, chunk, self.delivered))
+            position += len(chunk)
+        return position
+
+    def emit(self, chunk: bytes) -> None:
+        if chunk:
+            self.delivered += len(chunk)
+            self._bar.update(len(chunk))
+            self._put(chunk)
+
+    def _check_limit(self, body: _Body, end: int) -> None:
+        """Stop at the pinned or declared size, or at ZOO_MAX_DOWNLOAD when neither is known."""
+        if body.pin.size is not None and end > body.pin.size:
+            raise IntegrityError(f"{body.url}: sends more than the {body.pin.size} bytes pinned; nothing was kept")
+        if body.total is not None and end > body.total:
+            raise _SourceFailed(f"sends more than the {body.total} bytes it declared")
+        cap = self.settings.max_download
+        if body.pin.size is None and body.total is None and end > cap:
+            raise DiskFullError(
+                f"{body.url}: sends more than ZOO_MAX_DOWNLOAD ({_mib(cap)}) without declaring a size; "
+                "stopped and deleted (raise ZOO_MAX_DOWNLOAD if the file really is that large)"
+            )
+
+    def _check_space(self, total: int | None, position: int) -> None:
+        """Stop before the download leaves less than ZOO_MIN_FREE on the cache's disk."""
+        free = shutil.disk_usage(self.dest.parent).free
+        need = total - position if total is not None else 0
+        if free - need < self.settings.min_free:
+            raise DiskFullError(
+                f"not enough free space in {self.dest.parent} for {self.label}: {_mib(free)} free, "
+                f"{_mib(need)} still to download, ZOO_MIN_FREE keeps {_mib(self.settings.min_free)} free"
+            )
 
 
 class _Partial:
-    """A download in progress on disk, hashed exactly as far as it was handed over."""
+    """A download in progress on disk, hashed exactly as far as it was handed over.
 
-    def __init__(self, path: Path, url: str) -> None:
+    Opened without following symlinks: a link planted at its path is refused,
+    never written through.
+    """
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.url = url
         self.sidecar = _sidecar(path)
-        meta = self._read_sidecar()
-        if meta.get("url") != url or not path.is_file():
-            self.discard()
-            meta = {}
-        self.validator: str | None = meta.get("validator")
-        self.total: int | None = meta.get("total")
+        private_dir(path.parent)
+        with writing(path):
+            try:
+                self._fd: int | None = open_regular(path, os.O_RDWR)
+            except FileNotFoundError:
+                self._fd = None
+        self.size = os.fstat(self._fd).st_size if self._fd is not None else 0
+        self.meta = self._read_sidecar() if self.size else {}
         self.hasher = hashlib.sha256()
+        self._origin: _Body | None = None
 
-    @property
-    def size(self) -> int:
-        return self.path.stat().st_size if self.path.is_file() else 0
+    def __enter__(self) -> _Partial:
+        return self
 
-    def discard(self) -> None:
-        remove_tree(self.path)
-        remove_tree(self.sidecar)
-        self.validator = self.total = None
-        self.hasher = hashlib.sha256()
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
-    def open(self, offset: int, validator: str | None, total: int | None) -> IO[bytes]:
-        """Open for writing at ``offset``, recording how to resume later."""
-        if offset == 0:
-            self.discard()
-        self.validator, self.total = validator, total
-        with writing(self.sidecar):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.sidecar.write_text(json.dumps({"url": self.url, "validator": validator, "total": total}))
-            handle = open(self.path, "r+b" if offset else "wb")  # noqa: SIM115 - the caller closes it
-            handle.seek(offset)
-            handle.truncate()
-        return handle
+    def resume_headers(self, pin: Pin) -> dict[str, str]:
+        """Range headers to continue what is on disk, when that is safe: its
+        bytes came under the same pin, or the server confirms their validator."""
+        if not self.size:
+            return {}
+        if pin.sha256 is not None and self.meta.get("sha256") == pin.sha256:
+            return {"Range": f"bytes={self.size}-"}
+        validator = self.meta.get("validator")
+        if isinstance(validator, str) and validator:
+            return {"Range": f"bytes={self.size}-", "If-Range": validator}
+        return {}
+
+    def fits(self, total: int | None) -> bool:
+        return self.meta.get("total") in (None, total)
+
+    def forget(self) -> None:
+        """Ask for the whole file next time; the bytes stay until others replace them."""
+        self.meta = {}
 
     def replay(self, start: int, end: int, emit: Callable[[bytes], None]) -> None:
         """Hand over bytes an earlier process left on disk: the one read they get."""
-        with open(self.path, "rb") as handle:
-            handle.seek(start)
-            while start < end:
-                block = handle.read(min(CHUNK_SIZE, end - start))
-                if not block:
-                    raise _Retry("partial download shrank while resuming")
-                self.hasher.update(block)
-                emit(block)
-                start += len(block)
+        while start < end:
+            block = self._read(start, min(CHUNK_SIZE, end - start))
+            if not block:
+                raise _Retry("partial download shrank while resuming")
+            self.hasher.update(block)
+            emit(block)
+            start += len(block)
+
+    def take(self, body: _Body, position: int, chunk: bytes, handed_over: int) -> bytes:
+        """Keep the body's ``chunk`` at ``position`` on disk; return the part the
+        reader has not had yet.
+
+        The part it had (a server that ignored Range resends it) must equal
+        what is on disk: only bytes that differ mean the file changed.
+        """
+        seen = max(0, min(len(chunk), handed_over - position))
+        if seen and self._read(position, seen) != chunk[:seen]:
+            raise IntegrityError(f"{body.url} changed during the download; run the command again")
+        fresh = chunk[seen:]
+        if fresh:
+            self._write(body, position + seen, fresh)
+            self.hasher.update(fresh)
+        return fresh
+
+    def finish(self, url: str, end: int) -> Downloaded:
+        """The complete file: ``end`` bytes, all handed over."""
+        with writing(self.path):
+            os.ftruncate(self._file(), end)  # a stale tail, or no file yet for an empty one
+        remove_tree(self.sidecar)
+        return Downloaded(self.path, url, self.hasher.hexdigest(), end)
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
+        return self._fd
+
+    def _read(self, position: int, size: int) -> bytes:
+        with writing(self.path):
+            return os.pread(self._file(), size, position)
+
+    def _write(self, body: _Body, position: int, data: bytes) -> None:
+        with writing(self.path):
+            fd = self._file()
+            if position < self.size:
+                # A new file from here on: cut the old bytes before the sidecar
+                # vouches for what follows, so a crash never mixes the two.
+                os.ftruncate(fd, position)
+            if body is not self._origin:
+                self._record(body)
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(fd, view, position)
+                view, position = view[written:], position + written
+        self.size = position
+
+    def _record(self, body: _Body) -> None:
+        self.meta = {"url": body.url, "validator": body.validator, "total": body.total, "sha256": body.pin.sha256}
+        with writing(self.sidecar):
+            fd = open_regular(self.sidecar, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(self.meta, handle)
+        self._origin = body
 
     def _read_sidecar(self) -> dict[str, Any]:
         try:
-            meta = json.loads(self.sidecar.read_text())
+            fd = open_regular(self.sidecar, os.O_RDONLY)
+            with os.fdopen(fd, "rb") as handle:
+                meta = json.loads(handle.read(1 << 16))
         except (OSError, ValueError):
             return {}
         return meta if isinstance(meta, dict) else {}
@@ -269,26 +418,21 @@ def _reader_for(url: str) -> type[_Reader]:
 
 
 class _Reader:
-    """Delivers one source's bytes into a transfer."""
+    """Delivers one source's bytes into a transfer; ``run`` returns where they end."""
 
-    def __init__(self, transfer: Transfer, source: Source, bar: Any) -> None:
+    def __init__(self, transfer: Transfer, source: Source) -> None:
         self.transfer = transfer
         self.url = source.url
         self.pin = source.pin
-        self.bar = bar
 
-    def run(self) -> Downloaded:
+    def run(self) -> int:
         raise NotImplementedError
 
 
 class _HttpSource(_Reader):
     """Resumable: Range requests from what is on disk, retried with backoff."""
 
-    def __init__(self, transfer: Transfer, source: Source, bar: Any) -> None:
-        super().__init__(transfer, source, bar)
-        self.partial = _Partial(transfer.dest, source.url)
-
-    def run(self) -> Downloaded:
+    def run(self) -> int:
         import requests
 
         settings = self.transfer.settings
@@ -296,107 +440,97 @@ class _HttpSource(_Reader):
         with requests.Session() as session:
             session.headers["User-Agent"] = f"zoo/{__version__}"
             while True:
+                before = self.transfer.delivered
                 try:
-                    self._attempt(session)
-                    size = self.partial.size
-                    remove_tree(self.partial.sidecar)
-                    return Downloaded(self.partial.path, self.url, self.partial.hasher.hexdigest(), size)
+                    return self._attempt(session)
                 except _Retry as exc:
-                    failures_in_a_row = 0 if exc.progressed else failures_in_a_row + 1
+                    failures_in_a_row = 0 if self.transfer.delivered > before else failures_in_a_row + 1
                     if failures_in_a_row > settings.retries:
                         raise _SourceFailed(f"{exc} (gave up after {settings.retries} retries)") from None
                     delay = exc.wait if exc.wait is not None else _backoff(settings, failures_in_a_row)
                     log.warning("%s: %s; retrying in %.1f s", self.url, exc, delay)
                     time.sleep(delay)
 
-    def _attempt(self, session: Any) -> None:
+    def _attempt(self, session: Any) -> int:
         import requests
 
         settings = self.transfer.settings
-        offset = self.partial.size
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-            if self.partial.validator:
-                headers["If-Range"] = self.partial.validator
+        headers = {"Accept-Encoding": "identity", **self.transfer.partial.resume_headers(self.pin)}
         timeout = (settings.connect_timeout, settings.read_timeout)
         try:
             response = session.get(self.url, headers=headers, stream=True, timeout=timeout)
         except requests.exceptions.InvalidURL as exc:
             raise _SourceFailed(f"invalid URL: {exc}") from None
         except requests.exceptions.RequestException as exc:
+            if _unresolvable(exc):  # permanent here: retrying only costs the backoff
+                raise _SourceFailed(f"{_reason(exc)} (the host name does not resolve)", unresolved=True) from None
             raise _Retry(_reason(exc)) from None
         with response:
-            offset = self._start_offset(response, offset)
-            self._stream_body(response, offset, _total_size(response, offset))
+            body = self._body(response, self.transfer.partial.size if "Range" in headers else 0)
+            end = self.transfer.receive(body, self._chunks(response, body.start))
+        if body.total is not None and end < body.total:
+            raise _Retry(f"connection closed at byte {end} of {body.total}")
+        return end
 
-    def _start_offset(self, response: Any, offset: int) -> int:
-        """Where the body starts, after deciding whether resuming is safe."""
+    def _body(self, response: Any, asked: int) -> _Body:
+        """What the response carries, once it is known to continue the file."""
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retry(f"HTTP {status} {response.reason}", wait=_retry_after(response))
-        if status >= 400 and status != 416:
+        if status not in (200, 206, 416):
             raise _SourceFailed(f"HTTP {status} {response.reason}")
-        if status == 206 and _continues(response, self.partial, offset):
-            return offset
-        if status == 200 and self.transfer.delivered == 0:
-            return 0  # the server ignored the Range, or If-Range saw a changed file
-        self.partial.discard()
-        if self.transfer.delivered:
-            raise IntegrityError(f"{self.url} changed during the download; run the command again")
-        # 416, or a 206 that starts elsewhere: what is on disk no longer fits.
-        raise _Retry(f"HTTP {status}: the partial download does not fit; restarting", wait=0)
+        headers = response.headers
+        validator = headers.get("ETag") or headers.get("Last-Modified")
+        content_type = headers.get("Content-Type")
+        if status == 200:  # the whole file: no Range asked, or If-Range saw another file
+            return _Body(self.url, self.pin, 0, _content_length(headers), validator, content_type)
+        span = _content_range(headers) if status == 206 else None
+        if span is not None and span[0] == asked and self.transfer.partial.fits(span[1]):
+            return _Body(self.url, self.pin, asked, span[1], validator, content_type)
+        # 416, or a 206 that starts elsewhere or belongs to a file of another size.
+        self.transfer.partial.forget()
+        raise _Retry(f"HTTP {status}: the partial download does not fit; asking for the whole file", wait=0)
 
-    def _stream_body(self, response: Any, offset: int, total: int | None) -> None:
+    def _chunks(self, response: Any, position: int) -> Iterator[bytes]:
         import requests
         import urllib3
 
-        transfer, partial = self.transfer, self.partial
-        _check_size_pin(partial.url, self.pin, total, partial.discard)
-        transfer.total = total
-        self.bar.reset(total=total)
-        self.bar.update(transfer.delivered)
-        validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
-        handle = partial.open(offset, validator, total)
-        partial.replay(transfer.delivered, offset, lambda block: transfer.emit(block, self.bar))
-        received = 0
         try:
-            with writing(partial.path), handle:
-                # read1 hands over whatever arrived, so a connection that drops
-                # mid-chunk still leaves its bytes on disk for the resume.
-                while chunk := response.raw.read1(CHUNK_SIZE, decode_content=False):
-                    handle.write(chunk)
-                    partial.hasher.update(chunk)
-                    received += len(chunk)
-                    transfer.emit(chunk, self.bar)
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise _Retry(f"connection lost at byte {offset + received}: {_reason(exc)}",
-                         progressed=received > 0) from None
-        except ZooError:
-            partial.discard()  # a full disk: free the space rather than keep a fragment
-            raise
-        if total is not None and offset + received < total:
-            raise _Retry(f"connection closed at byte {offset + received} of {total}", progressed=received > 0)
+            # read1 hands over whatever arrived, so a connection that drops
+            # mid-chunk still leaves its bytes on disk for the resume.
+            while chunk := response.raw.read1(CHUNK_SIZE, decode_content=False):
+                position += len(chunk)
+                yield chunk
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _Retry(f"connection lost at byte {position}: {_reason(exc)}") from None
 
 
 class _StreamSource(_Reader):
-    """A source read front to back with no resume: local files, object stores."""
+    """A source read front to back with no resume: local files, object stores.
 
-    def run(self) -> Downloaded:
+    A failed read is this source's failure, so the next source is tried; only
+    writing the cache is a cache error.
+    """
+
+    read_errors: tuple[type[Exception], ...] = (OSError,)
+
+    def run(self) -> int:
         reader, total = self.open()
-        _check_size_pin(self.url, self.pin, total, lambda: None)
-        self.transfer.total = total
-        self.bar.reset(total=total)
-        dest = self.transfer.dest
-        hasher = hashlib.sha256()
-        with writing(dest):
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        with reader, writing(dest), open(dest, "wb") as writer:
+        with reader:
+            try:
+                end = self.transfer.receive(_Body(self.url, self.pin, total=total), self._chunks(reader))
+            except _Retry as exc:  # a file read again says the same
+                raise _SourceFailed(str(exc)) from None
+        if total is not None and end < total:
+            raise _SourceFailed(f"ends at byte {end} of the {total} it declared (changed while read?)")
+        return end
+
+    def _chunks(self, reader: IO[bytes]) -> Iterator[bytes]:
+        try:
             while block := reader.read(CHUNK_SIZE):
-                writer.write(block)
-                hasher.update(block)
-                self.transfer.emit(block, self.bar)
-        return Downloaded(dest, self.url, hasher.hexdigest(), dest.stat().st_size)
+                yield block
+        except self.read_errors as exc:
+            raise _SourceFailed(f"cannot read: {_describe(exc)}") from None
 
     def open(self) -> tuple[IO[bytes], int | None]:
         raise NotImplementedError
@@ -406,14 +540,23 @@ class _LocalSource(_StreamSource):
     def open(self) -> tuple[IO[bytes], int | None]:
         path = local_path(self.url)
         try:
-            return open(path, "rb"), path.stat().st_size  # noqa: SIM115 - run() closes it
+            # O_NONBLOCK: a FIFO at the path must not hang the open.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise _SourceFailed("no such file") from None
         except OSError as exc:
-            raise _SourceFailed(exc.strerror or str(exc)) from None
+            raise _SourceFailed(_describe(exc)) from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise _SourceFailed("not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), info.st_size
 
 
 class _FsspecSource(_StreamSource):
+    read_errors = (Exception,)  # fsspec backends raise their own types
+
     def open(self) -> tuple[IO[bytes], int | None]:
         try:
             from fsspec.core import url_to_fs
@@ -426,31 +569,44 @@ class _FsspecSource(_StreamSource):
         except FileNotFoundError:
             raise _SourceFailed("no such object") from None
         except Exception as exc:  # noqa: BLE001 - fsspec backends raise their own types
-            raise _SourceFailed(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+            raise _SourceFailed(_describe(exc)) from None
 
 
-def _continues(response: Any, partial: _Partial, offset: int) -> bool:
-    """206 is only a continuation if it starts where we stopped, in the same file."""
-    content_range = response.headers.get("Content-Range", "")
-    try:
-        unit, _, rest = content_range.partition(" ")
-        span, _, total = rest.partition("/")
-        start = int(span.split("-")[0])
-    except ValueError:
-        return False
-    same_total = partial.total is None or total == str(partial.total)
-    return unit == "bytes" and start == offset and same_total
+def _archive_checked(body: _Body, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks``, once their first bytes are known to start an archive."""
+    rest = iter(chunks)
+    head = b""
+    for chunk in rest:
+        head += chunk
+        if len(head) >= ARCHIVE_HEAD:
+            break
+    kind = (body.content_type or "").partition(";")[0].strip().lower()
+    if kind == "text/html":
+        raise _Retry("served text/html instead of an archive (a login or captive-portal page?)")
+    if not head.startswith(ARCHIVE_MAGIC) and head[257:262] != b"ustar":
+        raise _Retry(f"served {kind or 'a file'} that is not a gzip, bzip2, xz or tar archive")
+    yield head
+    yield from rest
 
 
-def _total_size(response: Any, offset: int) -> int | None:
-    length = response.headers.get("Content-Length")
-    return offset + int(length) if length and length.isdigit() else None
+def _content_range(headers: Any) -> tuple[int, int | None] | None:
+    """(first byte, total size or None) of ``Content-Range: bytes first-last/total``."""
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", headers.get("Content-Range", "").strip())
+    if match is None:
+        return None
+    return int(match[1]), None if match[3] == "*" else int(match[3])
 
 
-def _check_size_pin(url: str, pin: Pin, total: int | None, discard: Callable[[], None]) -> None:
-    if pin.size is not None and total is not None and total != pin.size:
-        discard()
-        raise IntegrityError(f"{url}: size mismatch: expected {pin.size} bytes, source offers {total}; nothing was kept")
+def _content_length(headers: Any) -> int | None:
+    length = headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else None
+
+
+def _check_size_pin(body: _Body) -> None:
+    if body.pin.size is not None and body.total is not None and body.total != body.pin.size:
+        raise IntegrityError(
+            f"{body.url}: size mismatch: expected {body.pin.size} bytes, source offers {body.total}; nothing was kept"
+        )
 
 
 def _verified(result: Downloaded, pin: Pin) -> Downloaded:
@@ -515,3 +671,23 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return "read timed out"
     return (text.splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _unresolvable(exc: BaseException | None) -> bool:
+    """Whether a failed request never got past looking up the host name."""
+    while exc is not None:
+        if isinstance(exc, socket.gaierror):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _describe(exc: Exception) -> str:
+    """A one-line reason for a failed open or read of a file or object."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from zoo.cache import Cache
@@ -31,7 +32,7 @@ from zoo.check import (
 from zoo.checkpoint import Checkpoint, check_files, read_checkpoint, resolve_prefix
 from zoo.errors import CheckpointError, ConfigError
 from zoo.extract import find_pipeline_config
-from zoo.labelmap import read_label_map
+from zoo.labelmap import LabelMap, read_label_map
 from zoo.textproto import Document, Scalar, parse_file
 
 _DATA = re.compile(r"\.data-\d{5}-of-\d{5}$")
@@ -40,18 +41,33 @@ _STATE_FILE = "checkpoint"
 
 
 def check_document(
-    doc: Document, cwd: Path, *, model_dir: Path | None = None, cache_root: Path | None = None
+    doc: Document,
+    cwd: Path,
+    *,
+    model_dir: Path | None = None,
+    cache_root: Path | None = None,
+    label_maps: Mapping[str, LabelMap] | None = None,
 ) -> list[Finding]:
     """`zoo check` on a parsed config: the facts from disk, then the pure rules."""
-    return check(doc, gather(doc, cwd, model_dir=model_dir, cache_root=cache_root))
+    facts = gather(doc, cwd, model_dir=model_dir, cache_root=cache_root, label_maps=label_maps)
+    return check(doc, facts)
 
 
-def gather(doc: Document, cwd: Path, *, model_dir: Path | None = None, cache_root: Path | None = None) -> Facts:
-    """Facts for ``doc`` as the trainer would see them when started in ``cwd``."""
+def gather(
+    doc: Document,
+    cwd: Path,
+    *,
+    model_dir: Path | None = None,
+    cache_root: Path | None = None,
+    label_maps: Mapping[str, LabelMap] | None = None,
+) -> Facts:
+    """Facts for ``doc`` as the trainer would see them when started in ``cwd``;
+    ``label_maps`` (by absolute path) were already read by the caller, who
+    should not pay for a big one twice."""
     return Facts(
         cwd=cwd,
         checkpoint=_checkpoint_facts(doc, cwd, cache_root),
-        label_maps=_label_maps(doc, cwd),
+        label_maps=_label_maps(doc, cwd, label_maps or {}),
         globs=_globs(doc, cwd),
         model_dir=_model_dir(model_dir, cwd) if model_dir is not None else None,
     )
@@ -181,12 +197,14 @@ def _zoo_model(prefix: Path, cache_root: Path | None) -> str | None:
 # -- label maps and inputs --------------------------------------------------------------
 
 
-def _label_maps(doc: Document, cwd: Path) -> dict[str, LabelMapFacts]:
+def _label_maps(doc: Document, cwd: Path, known: Mapping[str, LabelMap]) -> dict[str, LabelMapFacts]:
     found: dict[str, LabelMapFacts] = {}
     for _, node in label_map_fields(doc):
         value = string_value(node)
         if value and value not in found and not is_remote(value):
-            found[value] = _label_map(_absolute(value, cwd))
+            path = _absolute(value, cwd)
+            read = known.get(str(path))
+            found[value] = LabelMapFacts(path, exists=True, label_map=read) if read else _label_map(path)
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,14 @@ class Action(enum.Enum):
 
 
 def usable(entry: Entry | None, pin: Pin) -> bool:
-    """A published entry serves when it has the pinned bytes (or nothing is pinned)."""
-    return entry is not None and pin.sha256 in (None, entry.sha256) and pin.size in (None, entry.size)
+    """A published entry serves when it has the pinned bytes (or nothing is
+    pinned) and its checkpoint and config files are still there."""
+    return (
+        entry is not None
+        and pin.sha256 in (None, entry.sha256)
+        and pin.size in (None, entry.size)
+        and entry.files_present()
+    )
 
 
 def decide(entry: Entry | None, pin: Pin, sources: Sequence[object]) -> Action:
@@ -77,7 +83,8 @@ def fetch_many(
     names: Sequence[str], *, settings: Settings | None = None, jobs: int = 1, progress: bool = False
 ) -> Iterator[tuple[str, FetchResult | ZooError]]:
     """Fetch several models, ``jobs`` at a time; yields each name with its
-    result or its error as it completes, so one failure does not stop the rest."""
+    result or its error in the order of ``names`` (so "the first failure" does
+    not depend on timing); one failure does not stop the rest."""
     settings = settings or Settings.from_env()
     registry = load_registry(settings.registry_files)
 
@@ -91,9 +98,9 @@ def fetch_many(
         yield from ((name, one(name, 0)) for name in names)
         return
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="zoo-fetch") as pool:
-        futures = {pool.submit(one, name, i % jobs): name for i, name in enumerate(names)}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        futures = [pool.submit(one, name, i % jobs) for i, name in enumerate(names)]
+        for name, future in zip(names, futures):
+            yield name, future.result()
 
 
 def fetch(
@@ -116,6 +123,8 @@ def fetch(
     entry = cache.read_entry(model.name)
     if entry is not None and usable(entry, pin):
         return FetchResult.from_entry(entry, from_cache=True)
+    if entry is not None and not entry.files_present():
+        log.warning("%s: files of the cached entry are missing; fetching it again", model.name)
     # The download stack (requests, tar, CRC32C) is imported on a miss only,
     # so a cache hit stays a few milliseconds.
     from zoo.install import install

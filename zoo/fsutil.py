@@ -227,6 +227,11 @@ def file_lock(path: Path, wait: bool = True, on_wait: Callable[[], None] | None 
 # -- writing the user's output files ---------------------------------------------
 
 
+# Names of an open descriptor: /dev/stdout on a file that stdout was redirected
+# to is written through, not replaced behind the shell's back.
+_DESCRIPTOR = re.compile(r"/dev/(?:stdout|stderr|fd/\d+)|/proc/(?:self|thread-self|\d+)/fd/\d+")
+
+
 @contextmanager
 def replacing(path: Path | str, force: bool = False) -> Iterator[IO[bytes]]:
     """A binary stream that becomes ``path`` in one rename when the block ends.
@@ -242,17 +247,18 @@ def replacing(path: Path | str, force: bool = False) -> Iterator[IO[bytes]]:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    target = Path(os.path.realpath(path))
     try:
-        info: os.stat_result | None = os.stat(target)
+        # The name as given: /dev/stdout on a pipe resolves to no real path.
+        info: os.stat_result | None = os.stat(path)
     except FileNotFoundError:
         info = None
-    if info is not None and not stat.S_ISREG(info.st_mode):
+    if info is not None and (not stat.S_ISREG(info.st_mode) or _DESCRIPTOR.fullmatch(os.path.abspath(path))):
         if stat.S_ISDIR(info.st_mode):
             raise UsageError(f"{path} is a directory; name a file to write")
-        with writing(target), open(target, "wb") as device:
+        with writing(Path(path)), open(path, "wb") as device:
             yield device
         return
+    target = Path(os.path.realpath(path))
     if info is not None and not info.st_mode & 0o222 and not force:
         raise UsageError(f"{path} is read-only; pass --force to replace it")
     mode = stat.S_IMODE(info.st_mode) if info else 0o666 & ~_umask()
@@ -290,6 +296,8 @@ def fsync_tree(root: Path) -> None:
     so a marker written after this never sits over truncated files."""
     for directory, _dirs, files in os.walk(root, topdown=False):
         for name in files:
+            if os.path.islink(os.path.join(directory, name)):
+                continue  # a symlink has no data of its own (and O_NOFOLLOW can't open it)
             fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
                 os.fsync(fd)

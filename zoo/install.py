@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from zoo.cache import Cache, Entry, now
@@ -20,6 +21,10 @@ from zoo.settings import Settings
 from zoo.sources import Pin, Source
 
 log = logging.getLogger("zoo")
+
+# The sample config is optional (the archive holds a pipeline.config), so a
+# transient failure gets a shorter retry budget than the archive's.
+SAMPLE_CONFIG_RETRIES = 1
 
 
 def install(
@@ -59,7 +64,7 @@ def _install(
     with cache.staging(model.name) as staged:
         with Transfer(
             sources, cache.partial_path(model.name, model.url),
-            settings=settings, label=model.name, progress=progress, position=position,
+            settings=settings, label=model.name, progress=progress, position=position, expect_archive=True,
         ) as transfer:  # fmt: skip
             extract_stream(
                 transfer, staged / "files", label=model.url,
@@ -105,7 +110,8 @@ def _sample_config(
     """The registry's sample config, fetched by the same rules as the archive.
 
     A config that cannot be reached does not block the checkpoint: the
-    archive's own pipeline.config serves instead, with a warning.
+    archive's own pipeline.config serves instead, with a warning. A source
+    that lacks it (404) or whose host does not resolve is skipped at once.
     """
     if model.sample_config is None:
         return None
@@ -117,7 +123,8 @@ def _sample_config(
     try:
         got = download(
             sources, cache.partial_path(model.name, url),
-            settings=settings, label=f"{model.name} sample config", progress=progress,
+            settings=replace(settings, retries=min(settings.retries, SAMPLE_CONFIG_RETRIES)),
+            label=f"{model.name} sample config", progress=progress,
         )  # fmt: skip
     except NetworkError as exc:
         log.warning("%s; using the archive's pipeline.config instead", exc)

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from zoo.errors import RegistryError
 from zoo.fetch import fetch
+from zoo.fsutil import check_key
 from zoo.registry import Registry, load_registry, read_registry_file
 from zoo.settings import Settings
+from zoo.sources import mirror_relative
 
 LOCK_FORMAT = 1
 
@@ -45,6 +47,8 @@ def read_lock(path: Path, registry: Registry) -> list[LockedModel]:
             raise RegistryError(f"{where}: a lock entry has exactly name, url, sha256 and size")
         if entry["name"] not in registry.models:
             raise RegistryError(f"{where} ({entry['name']}): not a model of the registry")
+        # Where a mirror build stores the URL, and where a fetch looks for it in a mirror.
+        check_key(mirror_relative(str(entry["url"])), f"{where} ({entry['name']})", RegistryError)
         locked.append(LockedModel(str(entry["name"]), str(entry["url"]), str(entry["sha256"]), int(entry["size"])))
     return locked
 

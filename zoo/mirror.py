@@ -10,19 +10,20 @@ registry does not pin.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.cache import Cache
 from zoo.download import download
 from zoo.errors import IntegrityError
-from zoo.fsutil import digest, writing
+from zoo.fsutil import MAX_INPUT_BYTES, check_key, digest, join_beneath, read_input, read_limited, writing
 from zoo.registry import Model
 from zoo.settings import Settings
 from zoo.sources import Pin, Source, candidate_urls, is_local, local_path, mirror_relative
@@ -30,6 +31,9 @@ from zoo.store import FsspecStore, LocalStore, open_store
 
 INDEX_NAME = "zoo-mirror.json"
 INDEX_FORMAT = 1
+INDEX_TTL = 60.0
+"""Seconds a mirror's index (or the fact that it has none) is reused before it is
+read again, so a long-running process sees a mirror that gained or changed one."""
 
 log = logging.getLogger("zoo")
 
@@ -65,12 +69,16 @@ class MirrorIndex:
             if data.get("format") != INDEX_FORMAT:
                 raise ValueError(f"format must be {INDEX_FORMAT}")
             files = {
-                str(path): MirrorFile(str(f["url"]), str(f["sha256"]), int(f["size"]))
+                path: MirrorFile(str(f["url"]), str(f["sha256"]), int(f["size"]))
                 for path, f in data["files"].items()
             }
-            return cls(files, dict(data.get("models", {})))
+            models = dict(data.get("models", {}))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"{where}: not a valid mirror index: {exc}") from None
+        # Keys become paths on whichever side reads or writes the files.
+        for path in files:
+            check_key(path, where, IntegrityError)
+        return cls(files, models)
 
 
 # -- clients -------------------------------------------------------------------
@@ -79,18 +87,28 @@ class MirrorIndex:
 def plan_sources(upstream: str, pin: Pin, settings: Settings) -> list[Source]:
     """Where to fetch ``upstream`` from, in order, each with what its bytes must be.
 
-    A mirror whose index contradicts the caller's pin is skipped: it serves
-    other bytes than the ones asked for.
+    A mirror whose index is broken, or contradicts the caller's pin (it
+    serves other bytes than the ones asked for), is skipped with a warning.
     """
+    relative = mirror_relative(upstream)
+    candidates = candidate_urls(upstream, settings.mirrors, settings.offline, settings.mirror_only)
     sources = []
-    for url in candidate_urls(upstream, settings.mirrors, settings.offline, settings.mirror_only):
+    for url in candidates:
         base = _mirror_base(url, settings.mirrors)
-        index = read_index(base, settings) if base else None
-        merged = pin.merge(index.pin(mirror_relative(upstream))) if index else pin
+        if base is None:
+            sources.append(Source(url, pin))
+            continue
+        check_key(relative, upstream, IntegrityError)  # it is joined under the mirror's base
+        index = read_index(base, settings)
+        if isinstance(index, IntegrityError):
+            continue  # read_index said why
+        merged = pin.merge(index.pin(relative)) if index else pin
         if merged is None:
             log.warning("%s: its index pins other bytes than expected for %s; skipping it", base, upstream)
             continue
         sources.append(Source(url, merged))
+    if candidates and not sources:
+        raise IntegrityError(f"{upstream}: every mirror was skipped and upstream is off (offline or mirror-only)")
     return sources
 
 
@@ -98,34 +116,59 @@ def _mirror_base(url: str, mirrors: Iterable[str]) -> str | None:
     return next((base for base in mirrors if url.startswith(base.rstrip("/") + "/")), None)
 
 
-def read_index(base: str, settings: Settings) -> MirrorIndex | None:
-    """A mirror's index, or None when it has none or cannot be reached (then
-    the download itself reports what is wrong)."""
-    return _read_index(base.rstrip("/"), settings.connect_timeout)
+_indexes: dict[str, tuple[float, MirrorIndex | IntegrityError | None]] = {}
 
 
-@functools.lru_cache(maxsize=None)
-def _read_index(base: str, timeout: float) -> MirrorIndex | None:
+def read_index(base: str, settings: Settings) -> MirrorIndex | IntegrityError | None:
+    """A mirror's index; None when it has none or cannot be reached (then the
+    download itself reports what is wrong); the error when it is broken.
+
+    What was read is reused for INDEX_TTL seconds; a broken index is reported
+    on stderr when it is read, once per mirror, not once per file.
+    """
+    base = base.rstrip("/")
+    read_at, index = _indexes.get(base, (float("-inf"), None))
+    if time.monotonic() - read_at < INDEX_TTL:
+        return index
     where = f"{base}/{INDEX_NAME}"
-    text = _fetch_small(where, timeout)
-    return MirrorIndex.parse(text, where) if text is not None else None
+    try:
+        text = _fetch_small(where, settings.connect_timeout)
+        index = MirrorIndex.parse(text, where) if text is not None else None
+    except IntegrityError as exc:
+        log.warning("%s; skipping this mirror", exc)
+        index = exc
+    _indexes[base] = (time.monotonic(), index)
+    return index
 
 
 def _fetch_small(url: str, timeout: float) -> bytes | None:
+    """The bytes at ``url``, None when there are none or it can't be reached, an
+    IntegrityError when what is there can't be an index (too large, not a file)."""
+    if is_local(url):
+        path = local_path(url)
+        return read_input(path, "mirror index", IntegrityError) if path.exists() else None
     try:
-        if is_local(url):
-            return local_path(url).read_bytes()
         if url.startswith(("http://", "https://")):
-            import requests
-
-            response = requests.get(url, timeout=(timeout, timeout))
-            return response.content if response.status_code == 200 else None
+            return _fetch_http(url, timeout)
         from fsspec.core import url_to_fs
 
         fs, path = url_to_fs(url)
-        return bytes(fs.cat_file(path))
-    except Exception:  # noqa: BLE001 - no index is a normal state for a mirror
+        with fs.open(path, "rb") as handle:
+            return read_limited(handle, MAX_INPUT_BYTES, url, IntegrityError)
+    except IntegrityError:
+        raise
+    except Exception:  # noqa: BLE001 - an unreachable mirror: the download says why
         return None
+
+
+def _fetch_http(url: str, timeout: float) -> bytes | None:
+    import requests
+
+    with requests.get(url, timeout=(timeout, timeout), stream=True) as response:
+        if response.status_code != 200:
+            return None
+        response.raw.decode_content = True
+        return read_limited(response.raw, MAX_INPUT_BYTES, url, IntegrityError)
 
 
 # -- building and verifying ----------------------------------------------------
@@ -149,9 +192,8 @@ def build_mirror(
     are skipped; partial downloads resume; the index is rewritten after every
     file, so an interrupted build keeps what it finished.
     """
-    store = open_store(location, settings.cache_dir / "tmp" / "mirror-build")
     built = []
-    with store.lock():
+    with open_store(location, Cache(settings.cache_dir)) as store, store.lock():
         index = _load_index(store)
         for model in models:
             for url, pin in _files_of(model):
@@ -186,13 +228,18 @@ def _add_file(
     known = index.files.get(relative)
     if known and store.size(relative) == known.size and pin.merge(Pin(known.sha256, known.size)):
         return BuiltFile(relative, url, known.sha256, known.size, downloaded=False)
-    partial = store.scratch() / (hashlib.sha256(relative.encode()).hexdigest()[:32] + ".part")
+    partial = _scratch_path(store, relative)
     sources = [Source(u, pin) for u in candidate_urls(url, settings.mirrors, settings.offline, settings.mirror_only)]
     got = download(sources, partial, settings=settings, label=f"{model.name}: {Path(url).name}", progress=progress)
     store.put(got.path, relative)
     index.files[relative] = MirrorFile(url, got.sha256, got.size)
     store.write_bytes(INDEX_NAME, index.to_json().encode())
     return BuiltFile(relative, url, got.sha256, got.size, downloaded=True)
+
+
+def _scratch_path(store: LocalStore | FsspecStore, relative: str) -> Path:
+    """Where ``relative`` waits before it is put; stable, so a partial download resumes."""
+    return store.scratch() / (hashlib.sha256(relative.encode()).hexdigest()[:32] + ".part")
 
 
 @dataclass(frozen=True)
@@ -213,18 +260,18 @@ class MirrorReport:
 
 def verify_mirror(location: str, settings: Settings) -> MirrorReport:
     """Re-hash every file the index lists; name missing, corrupt and extra files."""
-    store = open_store(location, settings.cache_dir / "tmp" / "mirror-build")
-    text = store.read_bytes(INDEX_NAME)
-    if text is None:
-        raise IntegrityError(f"{store.location}: no {INDEX_NAME}; not a zoo mirror (build it with `zoo mirror build`)")
-    index = MirrorIndex.parse(text, f"{store.location}/{INDEX_NAME}")
-    missing, corrupt = [], []
-    for relative, expected in sorted(index.files.items()):
-        if store.size(relative) is None:
-            missing.append(relative)
-        elif _store_digest(store, relative) != (expected.sha256, expected.size):
-            corrupt.append(relative)
-    extra = sorted(set(store.files()) - set(index.files) - {INDEX_NAME})
+    with open_store(location, Cache(settings.cache_dir)) as store:
+        text = store.read_bytes(INDEX_NAME)
+        if text is None:
+            raise IntegrityError(f"{store.location}: no {INDEX_NAME}; not a zoo mirror (build it with `zoo mirror build`)")
+        index = MirrorIndex.parse(text, f"{store.location}/{INDEX_NAME}")
+        missing, corrupt = [], []
+        for relative, expected in sorted(index.files.items()):
+            if store.size(relative) is None:
+                missing.append(relative)
+            elif _store_digest(store, relative) != (expected.sha256, expected.size):
+                corrupt.append(relative)
+        extra = sorted(set(store.files()) - set(index.files) - {INDEX_NAME})
     return MirrorReport(len(index.files), missing, corrupt, extra)
 
 
@@ -235,16 +282,15 @@ def _store_digest(store: LocalStore | FsspecStore, relative: str) -> tuple[str, 
 
 def merge_into_mirror(location: str, incoming: MirrorIndex, files_root: Path, settings: Settings) -> None:
     """Add verified files (laid out under ``files_root``) and their index entries to a mirror."""
-    store = open_store(location, settings.cache_dir / "tmp" / "mirror-build")
-    with store.lock():
+    with open_store(location, Cache(settings.cache_dir)) as store, store.lock():
         index = _load_index(store)
         for relative, expected in sorted(incoming.files.items()):
             known = index.files.get(relative)
             if known == expected and store.size(relative) == expected.size:
                 continue
-            staged = store.scratch() / (hashlib.sha256(relative.encode()).hexdigest()[:32] + ".part")
+            staged = _scratch_path(store, relative)
             with writing(staged):
-                shutil.copyfile(files_root / relative, staged)
+                shutil.copyfile(join_beneath(files_root, relative, str(files_root), IntegrityError), staged)
             store.put(staged, relative)
             index.files[relative] = expected
         index.models.update(incoming.models)

@@ -16,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import RegistryError, UnknownModelError
+from zoo.fsutil import read_input
 
 FAMILIES = ("tf2-detection", "tf2-classification", "tf1-detection")
 DETECTION_FAMILIES = frozenset({"tf2-detection", "tf1-detection"})
 FORMAT = 1
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# Names and aliases become cache directory names, from any registry file:
+# one plain path component, so none can climb out of the cache or hide a file.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_NAME_RULE = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit, without '..'"
 _URL_SCHEMES = ("http://", "https://", "file://", "/")
 
 
@@ -167,11 +172,9 @@ def load_registry(extra_files: Iterable[Path] = ()) -> Registry:
 
 def read_registry_file(path: Path) -> tuple[list[Any], dict[str, str]]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RegistryError(f"{path}: registry file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RegistryError(f"{path}: cannot read registry file: {exc}") from None
+        text = read_input(path, "registry file", error=RegistryError).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path}: not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -233,8 +236,8 @@ def _parse_model(entry: Any, where: _Where) -> Model:
         raise where.error("each model must be a JSON object")
     _no_unknown_keys(entry, _MODEL_KEYS, where)
     name = _text(entry, "name", where, required=True)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise where.error("must be letters, digits, '.', '_' or '-'", "name")
+    if not _is_name(name):
+        raise where.error(f"{_NAME_RULE}; got {name!r}", "name")
     family = _text(entry, "family", where, required=True)
     if family not in FAMILIES:
         raise where.error(f"must be one of {', '.join(FAMILIES)}; got {family!r}", "family")
@@ -280,9 +283,16 @@ def _url(value: Any, where: _Where, key: str) -> str:
     return value
 
 
+def _is_name(value: str) -> bool:
+    return bool(_NAME.fullmatch(value)) and ".." not in value
+
+
 def _aliases(value: Any, where: _Where) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(a, str) and a for a in value):
         raise where.error("must be a list of non-empty strings", "aliases")
+    for alias in value:
+        if not _is_name(alias):
+            raise where.error(f"{_NAME_RULE}; got {alias!r}", "aliases")
     if len(set(value)) != len(value):
         raise where.error("lists an alias twice", "aliases")
     return tuple(value)

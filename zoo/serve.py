@@ -4,8 +4,9 @@ Serves the regular files under one directory with what zoo's downloader, and
 any client that resumes, relies on: ETag and Last-Modified validators, single
 byte ranges guarded by If-Range, and HTTP/1.1 keep-alive. Bodies go out with
 sendfile(2), so memory stays flat whatever the file size. Nothing outside the
-directory is reachable, whether through ``..``, percent-encoding or symlinks;
-directories are not listed and zoo's unfinished ``.zoo-*`` files are hidden.
+directory is reachable, whether through ``..``, percent-encoding or symlinks
+(none is followed, even one swapped in mid-request); directories are not
+listed and zoo's unfinished ``.zoo-*`` files are hidden.
 
     serve(Path("/srv/zoo-mirror"), "0.0.0.0", 8000, on_ready=print)
 """
@@ -29,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from zoo.errors import UsageError
+from zoo.fsutil import check_key, open_beneath
 
 __all__ = ["MirrorServer", "make_server", "serve"]
 
@@ -193,16 +195,19 @@ def _url_path(target: str) -> str:
 
 def _open_regular_file(root: Path, url_path: str) -> tuple[io.FileIO, os.stat_result] | None:
     """The regular file ``url_path`` names under ``root``, open, or None when it must not be served."""
-    parts = [part for part in url_path.split("/") if part]
+    key = "/".join(part for part in url_path.split("/") if part)
     try:
-        # resolve() follows symlinks and "..", so the checks below see the real target.
-        path = root.joinpath(*parts).resolve()
-        # relative_to() raises ValueError for anything outside root.
-        if any(part.startswith(HIDDEN_PREFIX) for part in path.relative_to(root).parts):
-            return None
-        # O_NONBLOCK: opening a FIFO left in the directory must not hang the thread.
-        file = io.FileIO(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
-    except (OSError, ValueError):  # ValueError also means a NUL byte in the path
+        check_key(key, url_path, UsageError)  # no "..", NUL or other control characters
+    except UsageError:
+        return None
+    if any(part.startswith(HIDDEN_PREFIX) for part in key.split("/")):
+        return None
+    try:
+        # Each directory is opened relative to the last without following a symlink,
+        # so a symlink swapped in after any check can't lead outside; O_NONBLOCK:
+        # opening a FIFO left in the directory must not hang the thread.
+        file = io.FileIO(open_beneath(root, key, os.O_RDONLY | os.O_NONBLOCK), "rb")
+    except OSError:
         return None
     # fstat, not stat: the headers must describe the very bytes sendfile will read.
     status = os.fstat(file.fileno())

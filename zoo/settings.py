@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ from zoo.errors import UsageError
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,12 @@ class Settings:
     read_timeout: float = 60.0
     retries: int = 5
     backoff: float = 0.5
+    # The largest zoo tarball is about 1.5 GB: a source that declares no size
+    # and sends more than this is streaming garbage, not a checkpoint.
+    max_download: int = 4 << 30
+    # Downloads stop before the cache's disk is this close to full, so other
+    # programs (and the extraction that follows) still have room.
+    min_free: int = 256 << 20
 
     @classmethod
     def from_env(
@@ -57,6 +66,8 @@ class Settings:
             read_timeout=_number(env, "ZOO_TIMEOUT", 60.0),
             retries=int(_number(env, "ZOO_RETRIES", 5)),
             backoff=_number(env, "ZOO_BACKOFF", 0.5),
+            max_download=_size(env, "ZOO_MAX_DOWNLOAD", cls.max_download),
+            min_free=_size(env, "ZOO_MIN_FREE", cls.min_free),
         )
 
 
@@ -92,3 +103,14 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise UsageError(f"{name}={raw!r} is not a non-negative number")
     return value
+
+
+def _size(env: Mapping[str, str], name: str, default: int) -> int:
+    """A byte count such as ``4G``, ``512MiB`` or ``1048576`` (binary units)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    match = _SIZE.fullmatch(raw)
+    if match is None:
+        raise UsageError(f"{name}={raw!r} is not a size (a byte count, or a number with K, M, G or T)")
+    return int(float(match[1]) * SIZE_UNITS[match[2].upper()])

@@ -1,20 +1,40 @@
-"""Where a mirror's files live: a local directory, or any fsspec URL (s3://...)."""
+"""Where a mirror's files live: a local directory, or any fsspec URL (s3://...).
+
+Keys come from indexes, lock files and bundles, so every one is checked as a
+plain relative ``host/path`` before it is joined to the store's root, and a
+local store neither reads nor writes through a symlink that leads outside it.
+"""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any, ContextManager
 
-from zoo.errors import UsageError
-from zoo.fsutil import writing
+from zoo.cache import Cache
+from zoo.errors import IntegrityError, UsageError, ZooError
+from zoo.fsutil import (
+    MAX_INPUT_BYTES,
+    check_key,
+    join_beneath,
+    open_beneath,
+    open_regular,
+    private_dir,
+    read_limited,
+    writing,
+)
 from zoo.sources import is_local, local_path
 
 LOCK_NAME = ".zoo-mirror.lock"
+# A symlink at any level (ELOOP for the file, ENOTDIR for a directory) is not followed:
+# the file counts as absent.
+_ABSENT = {errno.ENOENT, errno.ELOOP, errno.ENOTDIR}
 
 
 class LocalStore:
@@ -25,24 +45,56 @@ class LocalStore:
         self.location = str(self.root)
 
     def size(self, relative: str) -> int | None:
-        path = self.root / relative
-        return path.stat().st_size if path.is_file() else None
+        fd = self._open(relative)
+        if fd is None:
+            return None
+        with os.fdopen(fd, "rb"):
+            return os.fstat(fd).st_size
 
     def open_read(self, relative: str) -> IO[bytes]:
-        return open(self.root / relative, "rb")
+        fd = self._open(relative)
+        if fd is None:
+            raise ZooError(f"{self.root / relative}: no such file")
+        return os.fdopen(fd, "rb")
 
     def read_bytes(self, relative: str) -> bytes | None:
-        path = self.root / relative
-        return path.read_bytes() if path.is_file() else None
+        """A small file such as the index, at most MAX_INPUT_BYTES."""
+        fd = self._open(relative)
+        if fd is None:
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            return read_limited(handle, MAX_INPUT_BYTES, str(self.root / relative), IntegrityError)
+
+    def _open(self, relative: str) -> int | None:
+        """The regular file at ``relative``, opened without following a symlink at any
+        level, or None when there is none."""
+        path = self.root / check_key(relative, self.location, IntegrityError)
+        try:
+            # O_NONBLOCK: a FIFO planted in the mirror must not hang the open.
+            fd = open_beneath(self.root, relative, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno in _ABSENT:
+                return None
+            raise ZooError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        os.set_blocking(fd, True)
+        return fd
+
+    def _target(self, relative: str) -> Path:
+        """Where ``relative`` is written: checked, and still inside the mirror once
+        symlinks already in it are resolved."""
+        return join_beneath(self.root, relative, self.location, IntegrityError)
 
     def put(self, local: Path, relative: str) -> None:
-        target = self.root / relative
+        target = self._target(relative)
         with writing(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(local, target)
 
     def write_bytes(self, relative: str, data: bytes) -> None:
-        target = self.root / relative
+        target = self._target(relative)
         with writing(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, temporary = tempfile.mkstemp(prefix=".zoo-", dir=target.parent)
@@ -53,23 +105,21 @@ class LocalStore:
     def files(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        found = (path.relative_to(self.root) for path in self.root.rglob("*") if path.is_file())
+        found = (p.relative_to(self.root) for p in self.root.rglob("*") if p.is_file() and not p.is_symlink())
         return sorted(p.as_posix() for p in found if not any(part.startswith(".zoo-") for part in p.parts))
 
     def scratch(self) -> Path:
-        """Where partial downloads wait: inside the mirror, on its file system."""
-        path = self.root / ".zoo-partial"
-        with writing(path):
-            path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Where partial downloads wait: inside the mirror, on its file system (builders
+        take turns under the lock, so one directory serves them all)."""
+        return private_dir(self.root / ".zoo-partial")
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         """One builder at a time; a second one waits, then finds the work done."""
         with writing(self.root):
             self.root.mkdir(parents=True, exist_ok=True)
-            handle = open(self.root / LOCK_NAME, "a+b")  # noqa: SIM115 - closed below
-        with handle:
+            fd = open_regular(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+        with os.fdopen(fd, "r+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
@@ -77,17 +127,17 @@ class LocalStore:
 class FsspecStore:
     """An fsspec location such as s3://bucket/prefix (the `s3` extra installs s3fs)."""
 
-    def __init__(self, url: str, scratch_root: Path) -> None:
+    def __init__(self, url: str, scratch: Path) -> None:
         try:
             from fsspec.core import url_to_fs
         except ImportError:
             raise UsageError(f"{url}: install zoo with the 's3' extra to use this mirror") from None
         self.location = url.rstrip("/")
         self.fs, self.base = url_to_fs(self.location)
-        self._scratch = scratch_root
+        self._scratch = scratch
 
     def _path(self, relative: str) -> str:
-        return f"{self.base}/{relative}"
+        return f"{self.base}/{check_key(relative, self.location, IntegrityError)}"
 
     def size(self, relative: str) -> int | None:
         try:
@@ -99,8 +149,10 @@ class FsspecStore:
         return self.fs.open(self._path(relative), "rb", block_size=1 << 22)
 
     def read_bytes(self, relative: str) -> bytes | None:
+        """A small file such as the index, at most MAX_INPUT_BYTES."""
         try:
-            return bytes(self.fs.cat_file(self._path(relative)))
+            with self.fs.open(self._path(relative), "rb") as handle:
+                return read_limited(handle, MAX_INPUT_BYTES, f"{self.location}/{relative}", IntegrityError)
         except FileNotFoundError:
             return None
 
@@ -119,17 +171,25 @@ class FsspecStore:
         return sorted(p for p in relative if not any(part.startswith(".zoo-") for part in p.split("/")))
 
     def scratch(self) -> Path:
-        self._scratch.mkdir(parents=True, exist_ok=True)
+        """Where files wait before upload: this build's own staging directory."""
         return self._scratch
 
     def lock(self) -> ContextManager[Any]:
         return nullcontext()  # object stores have no locks; concurrent builds write identical objects
 
 
-def open_store(location: str, scratch_root: Path) -> LocalStore | FsspecStore:
-    """The store for a directory, file:// URL, or fsspec URL such as s3://bucket/prefix."""
+@contextmanager
+def open_store(location: str, cache: Cache) -> Iterator[LocalStore | FsspecStore]:
+    """The store for a directory, file:// URL, or fsspec URL such as s3://bucket/prefix.
+
+    Files bound for an object store wait in a staging directory of ``cache``
+    of their own, so concurrent builds never share one and `cache prune`
+    leaves it alone while it is in use.
+    """
     if is_local(location):
-        return LocalStore(local_path(location))
+        yield LocalStore(local_path(location))
+        return
     if location.startswith(("http://", "https://")):
         raise UsageError(f"{location}: a mirror is built into a directory or an s3:// location, not over HTTP")
-    return FsspecStore(location, scratch_root)
+    with cache.staging("mirror-build") as scratch:
+        yield FsspecStore(location, scratch)

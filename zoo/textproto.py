@@ -1,11 +1,13 @@
 """Protocol-buffer text format without the protos: parse, query and edit a
 ``pipeline.config`` while keeping every byte the user did not ask to change.
 
-The document *is* its text. Parsing builds a concrete syntax tree whose nodes
-carry their exact span of that text (as tree-sitter does): comments, blank
-lines, indentation, CRLF, tabs, ``,``/``;`` separators, quoting and number
-spelling all live inside or between the spans, so ``str(parse(text)) == text``
-holds by construction. An edit splices new text into the spans it touches and
+Parsing builds a concrete syntax tree that owns every byte: each token (a
+name, a value, ``{``, ``:``, a ``,``/``;`` separator ...) carries the trivia
+before it (blank lines, indentation, comments, CRLF, tabs), the last one the
+trailing trivia of the file, and every token belongs to exactly one node.
+``Document.text`` is rebuilt from the tree, so ``str(parse(text)) == text``
+holds only if the parser kept everything. Nodes also carry their exact span of
+the text (as tree-sitter does). An edit splices new text into the spans it touches and
 parses the result again, so the tree, and every node's 1-based ``line`` and
 ``column``, always describe the current text. Nodes taken before an edit keep
 describing the text before it.
@@ -44,13 +46,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
-from pathlib import Path
 from typing import NamedTuple
 
 from zoo.errors import ConfigError, UsageError
+from zoo.fsutil import read_input
 
 PLACEHOLDER = "PATH_TO_BE_CONFIGURED"
 
+# A pipeline config has about a thousand tokens, a label map of 100,000
+# classes 1.2 million; past this, parsing is minutes of work and gigabytes.
+MAX_TOKENS = 2_000_000
 # protobuf's own parsers stop at 100 levels; deeper input is garbage, and the
 # limit keeps the recursive descent far from Python's recursion limit.
 _MAX_DEPTH = 100
@@ -112,18 +117,25 @@ def _snippet(text: str) -> str:
 # --------------------------------------------------------------------------
 # Tokens
 
+_TRIVIA = r"(?:[ \t\r\n\v\f]+|\#[^\n]*)*"
+# One match per token, trivia first. The trivia sits in a lookahead and is then
+# taken by backreference: an atomic group, so a failed token never backtracks
+# into a comment and reads its tail as a token.
 _TOKEN = re.compile(
-    r"""
-    (?P<space>[ \t\r\n\v\f]+)
-  | (?P<comment>\#[^\n]*)
-  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
-  | (?P<unterminated>["'])
-  | (?P<number>-?\.?[0-9][0-9A-Za-z_.+-]*|-[A-Za-z_][0-9A-Za-z_]*)
-  | (?P<ident>[A-Za-z_][0-9A-Za-z_]*)
-  | (?P<punct>[{}<>\[\]:,;./])
+    rf"""
+    (?=(?P<trivia>{_TRIVIA}))(?P=trivia)
+    (?:
+      (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+    | (?P<unterminated>["'])
+    | (?P<number>-?\.?[0-9][0-9A-Za-z_.+-]*|-[A-Za-z_][0-9A-Za-z_]*)
+    | (?P<ident>[A-Za-z_][0-9A-Za-z_]*)
+    | (?P<punct>[{{}}<>\[\]:,;./])
+    | (?P<end>\Z)
+    )
     """,
     re.VERBOSE,
 )
+_SKIP_TRIVIA = re.compile(_TRIVIA)
 # Spellings as protobuf's Python parser (TensorFlow's) reads them: integers
 # in decimal, hex or leading-zero octal; floats through float(), so "08" is a
 # float but not an integer, and hex is an integer but not a float.
@@ -153,28 +165,33 @@ _CLOSER = {"{": "}", "<": ">"}
 
 
 class _Token(NamedTuple):
-    kind: str  # string | number | ident | punct
+    kind: str  # string | number | ident | punct | end (the empty last token)
     text: str
     start: int
     end: int
+    lead: int  # where the trivia before it starts: the token owns text[lead:end]
 
 
 def _tokenize(src: _Source) -> list[_Token]:
+    """Every token, the last one ``end`` with the file's trailing trivia."""
     text, tokens, pos = src.text, [], 0
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if match is None:
-            raise _bad_character(src, pos)
+    for match in _TOKEN.finditer(text):  # the last match is the empty "end" token
+        if match.start() != pos:  # finditer skipped what no token matches
+            raise _bad_character(src, _SKIP_TRIVIA.match(text, pos).end())  # type: ignore[union-attr]
         kind = match.lastgroup or ""
+        start, end = match.span(kind)
+        if len(tokens) == MAX_TOKENS:
+            raise src.error(start, f"more than {MAX_TOKENS:,} tokens: too large for a config or label map")
+        word = match[kind]
         if kind == "unterminated":
-            raise src.error(pos, "string is not closed on its line", text[pos:].split("\n")[0])
-        if kind == "number" and not (_INT.fullmatch(match[0]) or _FLOAT.fullmatch(match[0])):
-            raise src.error(pos, "malformed number", match[0])
-        if kind == "string":
-            _unescape(match[0][1:-1], src, pos + 1)  # reject bad escapes where they stand
-        if kind not in ("space", "comment"):
-            tokens.append(_Token(kind, match[0], pos, match.end()))
-        pos = match.end()
+            raise src.error(start, "string is not closed on its line", text[start:].split("\n")[0])
+        # Plain digits and strings without escapes are most values: skip the costly checks.
+        if kind == "number" and not word.isdigit() and not (_INT.fullmatch(word) or _FLOAT.fullmatch(word)):
+            raise src.error(start, "malformed number", word)
+        if kind == "string" and "\\" in word:
+            _unescape(word[1:-1], src, start + 1)  # reject bad escapes where they stand
+        tokens.append(_Token(kind, word, start, end, pos))
+        pos = end
     return tokens
 
 
@@ -223,13 +240,15 @@ def _escape_bytes(match: re.Match[str], src: _Source, offset: int, near: str) ->
 # Nodes
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class Node:
-    """A span of the source text; equality is identity."""
+    """A span of the source text and the tokens and nodes it is made of, in
+    order; equality is identity."""
 
     src: _Source = field(repr=False)
     start: int
     end: int
+    children: tuple[_Token | Node, ...] = field(repr=False)
 
     @property
     def line(self) -> int:
@@ -249,12 +268,16 @@ class Node:
         return self.src.error(self.start, what, self.text if near is None else near)
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class Scalar(Node):
     """One value: a string (adjacent literals joined), a number or an identifier."""
 
     kind: str  # "string" | "number" | "identifier"
-    parts: tuple[str, ...]  # the literal tokens; several only for "a" "b"
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The literal tokens; several only for "a" "b"."""
+        return tuple(token.text for token in self.children)  # type: ignore[union-attr]
 
     @property
     def value(self) -> Value:
@@ -276,6 +299,9 @@ class Scalar(Node):
         return b"".join(_unescape(part[1:-1], self.src, self.start) for part in self.parts)
 
     def as_str(self) -> str:
+        literal = self.children[0].text  # type: ignore[union-attr]
+        if self.kind == "string" and len(self.children) == 1 and "\\" not in literal:
+            return literal[1:-1]  # one literal, no escapes: most strings (every label map name)
         try:
             return self.as_bytes().decode("utf-8")
         except UnicodeDecodeError:
@@ -311,7 +337,7 @@ class Scalar(Node):
         return Identifier(self.text)
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class Message(Node):
     """``{ fields }`` or ``< fields >``; the document root has no braces (``open == ""``)."""
 
@@ -323,7 +349,7 @@ class Message(Node):
         return self.start + len(self.open)
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class ListValue(Node):
     """``[a, b]``: the items of one field written as a list."""
 
@@ -333,7 +359,7 @@ class ListValue(Node):
 Item = Scalar | Message
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class Field(Node):
     """``name: value`` or ``name { ... }``; ``end`` stops before a trailing ``,``/``;``."""
 
@@ -358,13 +384,14 @@ class _Parser:
 
     def document(self) -> Message:
         fields = self.fields(None, 0)
-        return Message(src=self.src, start=0, end=len(self.src.text), open="", fields=fields)
+        end = self.take()  # the end token: the trivia after the last field
+        return Message(src=self.src, start=0, end=len(self.src.text), children=(*fields, end), open="", fields=fields)
 
     # Only punctuation tokens can read "{", "}", "[", ":" ..., so comparing a
     # token's text is enough; accept() checks the kind for clarity anyway.
 
-    def peek(self) -> _Token | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+    def peek(self) -> _Token:
+        return self.tokens[self.pos]
 
     def take(self) -> _Token:
         token = self.tokens[self.pos]
@@ -372,66 +399,71 @@ class _Parser:
         return token
 
     def accept(self, *texts: str) -> _Token | None:
-        token = self.peek()
-        if token is not None and token.kind == "punct" and token.text in texts:
-            return self.take()
+        token = self.tokens[self.pos]
+        if token.kind == "punct" and token.text in texts:
+            self.pos += 1
+            return token
         return None
 
-    def fail(self, token: _Token | None, what: str) -> ConfigError:
-        if token is None:
+    def fail(self, token: _Token, what: str) -> ConfigError:
+        if token.kind == "end":
             return self.src.error(len(self.src.text), f"{what}, found the end of the file")
         return self.src.error(token.start, what, token.text)
 
     def fields(self, opener: _Token | None, depth: int) -> list[Field]:
-        closer = _CLOSER[opener.text] if opener else None
+        closer = _CLOSER[opener.text] if opener else "end of file"
         fields: list[Field] = []
         while True:
             token = self.peek()
-            if token is None and opener is not None:
+            if token.kind == "end" and opener is not None:
                 line = self.src.position(opener.start)[0]
-                raise self.fail(None, f"'{opener.text}' opened on line {line} is not closed")
-            if token is None or token.text == closer:
+                raise self.fail(token, f"'{opener.text}' opened on line {line} is not closed")
+            if token.kind == "end" or token.text == closer:
                 return fields
             fields.append(self.field(depth))
 
     def field(self, depth: int) -> Field:
         name_token = self.take()
         if name_token.kind == "ident":
-            name = name_token.text
+            name, head = name_token.text, [name_token]
         elif name_token.text == "[":
-            name = self.extension_name()
+            name, head = self.extension_name(name_token)
         else:
             raise self.fail(name_token, "expected a field name")
         colon = self.accept(":")
+        if colon is not None:
+            head.append(colon)
         token = self.peek()
         value: Scalar | Message | ListValue
-        if token is not None and token.text in _CLOSER:
+        if token.text in _CLOSER:
             value = self.message(depth + 1)
-        elif token is not None and token.text == "[":
+        elif token.text == "[":
             value = self.list_value(depth + 1, scalars=colon is not None)
         elif colon is not None:
             value = self.scalar((name, name_token.start))
         else:
             raise self.fail(token, f"expected ':' or '{{' after '{name}'")
         separator = self.accept(",", ";")
-        sep_end = separator.end if separator else value.end
+        tail = (separator,) if separator else ()
         return Field(
-            src=self.src, start=name_token.start, end=value.end, name=name, value=value, sep_end=sep_end
-        )
+            src=self.src, start=name_token.start, end=value.end, children=(*head, value, *tail),
+            name=name, value=value, sep_end=separator.end if separator else value.end,
+        )  # fmt: skip
 
-    def extension_name(self) -> str:
-        parts = [self.identifier()]
+    def extension_name(self, opener: _Token) -> tuple[str, list[_Token]]:
+        tokens = [opener, self.identifier()]
         while separator := self.accept(".", "/"):
-            parts += [separator.text, self.identifier()]
-        if not self.accept("]"):
+            tokens += [separator, self.identifier()]
+        closer = self.accept("]")
+        if closer is None:
             raise self.fail(self.peek(), "expected ']' to end the extension name")
-        return "[" + "".join(parts) + "]"
+        return "".join(token.text for token in tokens) + "]", [*tokens, closer]
 
-    def identifier(self) -> str:
+    def identifier(self) -> _Token:
         token = self.peek()
-        if token is None or token.kind != "ident":
+        if token.kind != "ident":
             raise self.fail(token, "expected a name")
-        return self.take().text
+        return self.take()
 
     def message(self, depth: int) -> Message:
         opener = self.take()
@@ -440,24 +472,30 @@ class _Parser:
         fields = self.fields(opener, depth)
         closer = self.take()
         return Message(
-            src=self.src, start=opener.start, end=closer.end, open=opener.text, fields=fields
-        )
+            src=self.src, start=opener.start, end=closer.end, children=(opener, *fields, closer),
+            open=opener.text, fields=fields,
+        )  # fmt: skip
 
     def list_value(self, depth: int, scalars: bool) -> ListValue:
         opener = self.take()
+        children: list[_Token | Node] = [opener]
         items: list[Item] = []
-        if not self.accept("]"):
+        closer = self.accept("]")
+        if closer is None:
             items.append(self.list_item(depth, scalars))
-            while self.accept(","):
+            children.append(items[-1])
+            while comma := self.accept(","):
                 items.append(self.list_item(depth, scalars))
-            if not self.accept("]"):
+                children += [comma, items[-1]]
+            closer = self.accept("]")
+            if closer is None:
                 raise self.fail(self.peek(), "expected ',' or ']' in the list")
-        end = self.tokens[self.pos - 1].end
-        return ListValue(src=self.src, start=opener.start, end=end, items=items)
+        children.append(closer)
+        return ListValue(src=self.src, start=opener.start, end=closer.end, children=tuple(children), items=items)
 
     def list_item(self, depth: int, scalars: bool) -> Item:
         token = self.peek()
-        if token is not None and token.text in _CLOSER:
+        if token.text in _CLOSER:
             return self.message(depth)
         if not scalars:
             raise self.fail(token, "a list of values needs ':' after the field name")
@@ -466,27 +504,26 @@ class _Parser:
     def scalar(self, owner: tuple[str, int] | None) -> Scalar:
         """A value; ``owner`` (field name, offset) lets errors point at its field."""
         token = self.peek()
-        if token is None or token.kind == "punct":
+        if token.kind in ("punct", "end"):
             raise self.no_value(owner, token)
         parts = [self.take()]
-        while token.kind == "string" and (following := self.peek()) and following.kind == "string":
+        while token.kind == "string" and self.peek().kind == "string":
             parts.append(self.take())
         following = self.peek()
-        if owner and token.kind == "ident" and following and following.text in (":", "{", "<"):
+        if owner and token.kind == "ident" and following.kind == "punct" and following.text in (":", "{", "<"):
             # `batch_size:` left empty swallows the next line's field name.
             line = self.src.position(token.start)[0]
             raise self.no_value(owner, None, f" (line {line} starts field '{token.text}')")
         kind = "identifier" if token.kind == "ident" else token.kind
-        texts = tuple(part.text for part in parts)
-        return Scalar(src=self.src, start=token.start, end=parts[-1].end, kind=kind, parts=texts)
+        return Scalar(src=self.src, start=token.start, end=parts[-1].end, children=tuple(parts), kind=kind)
 
     def no_value(
         self, owner: tuple[str, int] | None, found: _Token | None, why: str = ""
     ) -> ConfigError:
         if owner is None:  # a list item: no field name to point at
-            return self.fail(found, "expected a value")
+            return self.fail(found, "expected a value")  # type: ignore[arg-type]
         name, offset = owner
-        near = found.text if found else f"{name}:"
+        near = found.text if found and found.kind != "end" else f"{name}:"
         return self.src.error(offset, f"'{name}' has no value{why}", near)
 
 
@@ -495,18 +532,16 @@ def parse(text: str, source: str = "<string>") -> Document:
     return Document(text, source)
 
 
-def parse_file(path: str | PathLike[str]) -> Document:
+def parse_file(path: str | PathLike[str], what: str = "config") -> Document:
     """Read a UTF-8 file (CRLF kept) and parse it, naming the path in errors."""
-    return parse(read_text(path), str(path))
+    return parse(read_text(path, what), str(path))
 
 
-def read_text(path: str | PathLike[str]) -> str:
-    """A file's text exactly: no newline translation, and ConfigError for bad bytes."""
+def read_text(path: str | PathLike[str], what: str = "config") -> str:
+    """A file's text exactly: no newline translation, and ConfigError for bad
+    bytes, for anything but a regular file, or past MAX_INPUT_BYTES."""
     name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}", name) from exc
+    data = read_input(name, what, error=lambda message: ConfigError(message, name))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -582,10 +617,17 @@ class Document:
     def _load(self, text: str) -> None:
         self.root = _Parser(_Source.of(text, self.source)).document()
         self._style: Style | None = None
+        self._text: str | None = None
 
     @property
     def text(self) -> str:
-        return self.root.src.text
+        """The text rebuilt from the tree: each token with the trivia before it."""
+        if self._text is None:
+            tokens: list[_Token] = []
+            _collect_tokens(self.root, tokens)
+            source = self.root.src.text
+            self._text = "".join(source[token.lead : token.end] for token in tokens)
+        return self._text
 
     def __str__(self) -> str:
         return self.text
@@ -799,6 +841,14 @@ class Document:
         for splice in reversed(merged):
             text = text[: splice.start] + splice.text + text[splice.end :]
         self._load(text)
+
+
+def _collect_tokens(node: Node, tokens: list[_Token]) -> None:
+    for child in node.children:
+        if isinstance(child, Node):
+            _collect_tokens(child, tokens)
+        else:
+            tokens.append(child)
 
 
 def _walk(message: Message, prefix: str) -> Iterator[tuple[str, Scalar]]:

@@ -33,7 +33,7 @@ def verify_cached(cache: Cache, registry: Registry, names: Iterable[str] = ()) -
     """Verify the named models (all cached ones when none are named)."""
     names = list(names)
     entries = (
-        [cache.require_entry(registry.resolve(n).name) for n in names] if names else cache.entries()
+        [cache.require_entry(cache.model_name(registry, n)) for n in names] if names else cache.entries()
     )
     return [verify_entry(entry, registry) for entry in entries]
 
