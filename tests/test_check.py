@@ -557,3 +557,13 @@ def test_check_survives_any_field_being_deleted(data: st.DataObject, tmp_path: P
             doc.delete(path)
     findings = check(doc, gather(doc, tmp_path))
     assert all(isinstance(f.severity, Severity) and f.message for f in findings)
+
+
+def test_a_checkpoint_in_the_cache_dir_but_in_no_entry_is_checked_as_a_plain_path(world: World, tmp_path: Path):
+    # A directory under <cache>/models/ whose name no model can have is no cache
+    # entry: the check goes on without a cached reference instead of failing
+    # as if that name were an unknown model.
+    cache = tmp_path / "cache"
+    prefix = zoo_model_dir(cache / "models" / "my checkpoints" / "model", "ssd", (SAMPLE_CONFIGS / SSD_R50).read_text())
+    findings = run(ready(world, SSD_R50, prefix), world, cache_root=cache)
+    assert not ids(findings, Severity.ERROR), [(f.id, f.message) for f in findings]

@@ -173,6 +173,15 @@ def test_a_captive_portal_page_fails_that_source_and_the_next_one_serves(zoo: Zo
 
 
 @pytest.mark.timeout(120)
+def test_a_login_page_never_enters_a_mirror(zoo: Zoo, upstream: FileServer, tmp_path: Path):
+    upstream.plan(TARBALL_PATH, [("serve", LOGIN_PAGE, {"Content-Type": "text/html"})] * 3)
+    result = zoo.run("mirror", "build", str(tmp_path / "mirror"), MODEL)
+    assert result.returncode == 5
+    assert "served text/html instead of an archive" in one_line_error(result)
+    assert not (tmp_path / "mirror" / mirror_relative(upstream.url_for(TARBALL_PATH))).exists()
+
+
+@pytest.mark.timeout(120)
 def test_a_body_that_is_no_archive_is_retried(zoo: Zoo, upstream: FileServer, tarball: Path):
     upstream.plan(TARBALL_PATH, [("serve", b"Service temporarily moved" * 20, {"Content-Type": "application/octet-stream"})])
     result = zoo.run("fetch", MODEL, "--json")

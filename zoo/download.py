@@ -60,10 +60,18 @@ class Downloaded:
 
 
 def download(
-    sources: Sequence[Source], dest: Path, *, settings: Settings, label: str, progress: bool = False
+    sources: Sequence[Source],
+    dest: Path,
+    *,
+    settings: Settings,
+    label: str,
+    progress: bool = False,
+    expect_archive: bool = False,
 ) -> Downloaded:
     """Fetch the first source that works into ``dest``, verified against its pin."""
-    with Transfer(sources, dest, settings=settings, label=label, progress=progress) as transfer:
+    with Transfer(
+        sources, dest, settings=settings, label=label, progress=progress, expect_archive=expect_archive
+    ) as transfer:
         return transfer.finish()
 
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from zoo.cache import Cache
+from zoo.cache import Cache, checked_name
 from zoo.check import (
     FINE_TUNE_CHECKPOINT,
     CheckpointFacts,
@@ -30,7 +30,7 @@ from zoo.check import (
     string_value,
 )
 from zoo.checkpoint import Checkpoint, check_files, read_checkpoint, resolve_prefix
-from zoo.errors import CheckpointError, ConfigError
+from zoo.errors import CheckpointError, ConfigError, UnknownModelError, ZooError
 from zoo.extract import find_pipeline_config
 from zoo.labelmap import LabelMap, read_label_map
 from zoo.textproto import Document, Scalar, parse_file
@@ -180,8 +180,9 @@ def _cache_entry_dir(prefix: Path, cache_root: Path | None) -> Path | None:
         return None
     models = Cache(cache_root).models_dir
     try:
-        name = prefix.relative_to(models).parts[0]
-    except (ValueError, IndexError):
+        # relative_to is lexical: ".." may come back, and names no entry.
+        name = checked_name(prefix.relative_to(models).parts[0])
+    except (ValueError, IndexError, UnknownModelError):
         return None
     return models / name
 
@@ -190,7 +191,10 @@ def _zoo_model(prefix: Path, cache_root: Path | None) -> str | None:
     entry_dir = _cache_entry_dir(prefix, cache_root)
     if entry_dir is None or cache_root is None:
         return None
-    entry = Cache(cache_root).read_entry(entry_dir.name)
+    try:
+        entry = Cache(cache_root).read_entry(entry_dir.name)
+    except ZooError:  # an entry a newer zoo wrote: no reference to compare with
+        return None
     return entry.name if entry is not None else None
 
 

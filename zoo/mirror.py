@@ -230,7 +230,10 @@ def _add_file(
         return BuiltFile(relative, url, known.sha256, known.size, downloaded=False)
     partial = _scratch_path(store, relative)
     sources = [Source(u, pin) for u in candidate_urls(url, settings.mirrors, settings.offline, settings.mirror_only)]
-    got = download(sources, partial, settings=settings, label=f"{model.name}: {Path(url).name}", progress=progress)
+    got = download(
+        sources, partial, settings=settings, label=f"{model.name}: {Path(url).name}", progress=progress,
+        expect_archive=url == model.url,  # a login page in place of a tarball must not enter the mirror
+    )  # fmt: skip
     store.put(got.path, relative)
     index.files[relative] = MirrorFile(url, got.sha256, got.size)
     store.write_bytes(INDEX_NAME, index.to_json().encode())
