@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 import zoo
-from cli import resolver_commands
-from cli.common import (
+from zoo_cli import resolver_commands
+from zoo_cli.common import (
     CacheDirOption,
     JsonOption,
     MirrorOnlyOption,

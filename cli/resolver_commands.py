@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cli.common import (
+from zoo_cli.common import (
     CacheDirOption,
     JsonOption,
     MirrorOnlyOption,
@@ -159,4 +159,4 @@ def _config_json(
     return data
 
 
-# Last, on purpose: cli.main imports this module while it loads (see the docstring).
+# Last, on purpose: zoo_cli.main imports this module while it loads (see the docstring).

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer.main
 
-from cli.main import app
+from zoo_cli.main import app
 from conftest import MODEL, ROOT, Zoo, clean_env
 from httpserver import FileServer
 from zoo.errors import EXIT_CODES
@@ -25,7 +25,7 @@ README = (ROOT / "README.md").read_text()
 def test_the_cli_path_never_imports_tensorflow(zoo: Zoo):
     probe = (
         "import sys\n"
-        "from cli.main import main\n"
+        "from zoo_cli.main import main\n"
         "sys.argv = ['zoo', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('TENSORFLOW' if 'tensorflow' in sys.modules else 'NO-TENSORFLOW', file=sys.stderr)\n"

@@ -187,7 +187,7 @@ def test_check_never_imports_tensorflow(zoo: Zoo, data: Path):
     out = data / "pipeline.config"
     assert zoo.run("config", MODEL, *full_options(data), "-o", str(out)).returncode == 0
     probe = (
-        "import sys\nfrom cli.main import main\nsys.argv = ['zoo', *sys.argv[1:]]\n"
+        "import sys\nfrom zoo_cli.main import main\nsys.argv = ['zoo', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\n"
         "print('TENSORFLOW' if 'tensorflow' in sys.modules else f'NO-TENSORFLOW {code}', file=sys.stderr)\n"
     )

@@ -20,7 +20,7 @@ INTEGRITY = 6
 
 # The CLI with zoo's own tar filter in place of tarfile's data filter, as on
 # Pythons that lack it (Debian 12's 3.11.2).
-OWN_FILTER = "import zoo.extract; zoo.extract.USE_STDLIB_FILTER = False; from cli.main import main; main()"
+OWN_FILTER = "import zoo.extract; zoo.extract.USE_STDLIB_FILTER = False; from zoo_cli.main import main; main()"
 
 
 # Debian 12's own Python, if this is Debian 12: 3.11.2, without the data filter.
@@ -36,7 +36,7 @@ class SystemPythonZoo(Zoo):
     """The CLI run by the system's Python, with this venv's packages (same 3.11 ABI)."""
 
     def command(self, *args: str) -> list[str]:
-        return [str(SYSTEM_PYTHON), "-c", "from cli.main import main; main()", *args]
+        return [str(SYSTEM_PYTHON), "-c", "from zoo_cli.main import main; main()", *args]
 
 
 def system_python_lacks_data_filter() -> bool:

@@ -1,4 +1,5 @@
-"""The wheel ships registry.json, and our top-level packages collide with nobody's."""
+"""The wheel installs under its own name, ships registry.json, and its only
+top-level packages are zoo and zoo_cli."""
 
 from __future__ import annotations
 
@@ -13,20 +14,30 @@ import pytest
 
 from conftest import ROOT
 
-DISTRIBUTION = "zoo"
+DISTRIBUTION = "tfod-zoo"
+TOP_LEVEL = {"zoo", "zoo_cli"}
 
 
-def test_no_other_distribution_provides_cli_or_zoo():
+def test_no_other_distribution_provides_our_packages():
     owners = importlib.metadata.packages_distributions()
-    for package in ("cli", "zoo"):
+    for package in TOP_LEVEL:
         others = set(owners.get(package, [])) - {DISTRIBUTION}
         assert not others, f"{', '.join(sorted(others))} also install(s) a top-level '{package}' package"
+
+
+def test_the_editable_install_maps_cli_to_zoo_cli(tmp_path: Path):
+    # Run from elsewhere, so the checkout's own folder is not on sys.path.
+    probe = subprocess.run(
+        [sys.executable, "-c", "import zoo_cli.main, importlib.util as u; print(zoo_cli.main.__file__, u.find_spec('cli'))"],
+        cwd=tmp_path, check=True, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    assert probe == [str(ROOT / "cli" / "main.py"), "None"]
 
 
 def test_the_checkout_finds_its_registry():
     from zoo.registry import builtin_registry_path
 
-    assert builtin_registry_path() == ROOT / "registry.json"
+    assert builtin_registry_path().resolve() == ROOT / "registry.json"
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +47,16 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    (built,) = out.glob("zoo-*.whl")
+    (built,) = out.glob("tfod_zoo-*.whl")
     return built
 
 
 def test_the_wheel_carries_the_registry_and_type_marker(wheel: Path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "zoo/registry.json" in names and "zoo/py.typed" in names
-    assert "cli/main.py" in names
+    assert "zoo_cli/main.py" in names
+    assert {name.split("/")[0] for name in names if ".dist-info/" not in name} == TOP_LEVEL
+    assert "tfod_zoo-0.1.0.dist-info/licenses/LICENSE" in names
     assert zipfile.ZipFile(wheel).read("zoo/registry.json") == (ROOT / "registry.json").read_bytes()
 
 

@@ -83,10 +83,9 @@ class Model:
 
 
 def builtin_registry_path() -> Path:
-    """registry.json inside an installed wheel, else at the checkout's top."""
-    package_dir = Path(__file__).resolve().parent
-    installed = package_dir / "registry.json"
-    return installed if installed.is_file() else package_dir.parent / "registry.json"
+    """registry.json beside this module: the file in a wheel, a link to the
+    checkout's top-level registry.json in the repository."""
+    return Path(__file__).resolve().parent / "registry.json"
 
 
 class Registry:

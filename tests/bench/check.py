@@ -48,7 +48,7 @@ SAMPLE = TESTS / "data" / "tf2_sample_configs" / f"{MODEL}.config"
 BUDGET_S = 0.5
 
 PROBE = (
-    "import sys\nfrom cli.main import main\nsys.argv = ['zoo', *sys.argv[1:]]\n"
+    "import sys\nfrom zoo_cli.main import main\nsys.argv = ['zoo', *sys.argv[1:]]\n"
     "try:\n    main()\nexcept SystemExit as done:\n    code = done.code\n"
     "print('TENSORFLOW IMPORTED' if 'tensorflow' in sys.modules else f'tensorflow not imported (exit {code})',"
     " file=sys.stderr)\n"
