@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import tarballs
-from conftest import MODEL, ROOT, TARBALL_PATH, Zoo
+from conftest import MODEL, TARBALL_PATH, Zoo
 from httpserver import FileServer
 
 UNSAFE = 7
@@ -33,10 +32,13 @@ class OwnFilterZoo(Zoo):
 
 
 class SystemPythonZoo(Zoo):
-    """The CLI run by the system's Python, with this venv's packages (same 3.11 ABI)."""
+    """The CLI run by the system's Python, with this venv's packages (same 3.11 ABI);
+    addsitedir runs the editable install's .pth finder, which maps zoo_cli."""
 
     def command(self, *args: str) -> list[str]:
-        return [str(SYSTEM_PYTHON), "-c", "from zoo_cli.main import main; main()", *args]
+        purelib = sysconfig.get_paths()["purelib"]
+        return [str(SYSTEM_PYTHON), "-c", f"import site; site.addsitedir({purelib!r}); "
+                "from zoo_cli.main import main; main()", *args]  # fmt: skip
 
 
 def system_python_lacks_data_filter() -> bool:
@@ -54,8 +56,7 @@ def any_zoo(request: pytest.FixtureRequest, zoo: Zoo) -> Zoo:
         return OwnFilterZoo(zoo.home, zoo.env)
     if not system_python_lacks_data_filter():
         pytest.skip(f"{SYSTEM_PYTHON} is not a 3.11 without tarfile's data filter")
-    path = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"]])
-    return SystemPythonZoo(zoo.home, {**zoo.env, "PYTHONPATH": path})
+    return SystemPythonZoo(zoo.home, zoo.env)
 
 
 def test_a_good_tarball_installs_with_either_filter(any_zoo: Zoo):
