@@ -4,6 +4,7 @@ top-level packages are zoo and zoo_cli."""
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 import sys
 import sysconfig
@@ -32,6 +33,13 @@ def test_the_editable_install_maps_cli_to_zoo_cli(tmp_path: Path):
         cwd=tmp_path, check=True, capture_output=True, text=True,
     ).stdout.split()  # fmt: skip
     assert probe == [str(ROOT / "cli" / "main.py"), "None"]
+
+
+def test_every_readme_install_line_names_this_distribution():
+    # `pip install zoo` installs an unrelated project of that name.
+    installs = re.findall(r"pip install ([^`\n&#]+)", (ROOT / "README.md").read_text())
+    targets = [word.strip("'\"") for line in installs for word in line.split() if not word.startswith("-")]
+    assert targets and all(t.startswith(("tfod-zoo", ".")) for t in targets), targets
 
 
 def test_the_checkout_finds_its_registry():
