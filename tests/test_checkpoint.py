@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tarballs
-from zoo import bundle_index
+from zoo.checkpoint import tensor_bundle as bundle_index
+from zoo.checkpoint.reader import OBJECT_GRAPH
 from zoo.checkpoint import (
-    OBJECT_GRAPH,
     Checkpoint,
     TensorEntry,
     read_checkpoint,

@@ -65,6 +65,9 @@ def test_the_wheel_carries_the_registry_and_type_marker(wheel: Path):
     assert "zoo_cli/main.py" in names
     assert {name.split("/")[0] for name in names if ".dist-info/" not in name} == TOP_LEVEL
     assert "tfod_zoo-0.1.0.dist-info/licenses/LICENSE" in names
+    sources = {f"zoo/{p.relative_to(ROOT / 'zoo').as_posix()}" for p in (ROOT / "zoo").rglob("*.py")}
+    sources |= {f"zoo_cli/{p.relative_to(ROOT / 'cli').as_posix()}" for p in (ROOT / "cli").rglob("*.py")}
+    assert sources <= set(names), sorted(sources - set(names))
     assert zipfile.ZipFile(wheel).read("zoo/registry.json") == (ROOT / "registry.json").read_bytes()
 
 

@@ -9,7 +9,7 @@ tensor and holds its BundleEntryProto (tensor_bundle.proto). Both messages are
 decoded here straight from the protobuf wire format, so that reading an index
 needs neither TensorFlow nor a protobuf runtime.
 
-Everything here works on bytes and raises ``Malformed``; zoo.checkpoint owns
+Everything here works on bytes and raises ``Malformed``; zoo.checkpoint.reader owns
 the files and turns that into a CheckpointError naming the file.
 """
 
