@@ -286,7 +286,9 @@ def mirror_serve(
     quiet: QuietOption = False,
 ) -> None:
     """Serve a mirror directory over HTTP (threaded, with Range support) until interrupted."""
-    zoo.serve.serve(directory, host, port, on_ready=lambda url: typer.echo(f"serving {directory} at {url}"), quiet=quiet)
+    from zoo.mirror.serve import serve
+
+    serve(directory, host, port, on_ready=lambda url: typer.echo(f"serving {directory} at {url}"), quiet=quiet)
 
 
 @bundle_app.command("create")
@@ -299,7 +301,9 @@ def bundle_create(
 ) -> None:
     """Pack cached models (archives, sample configs, an index) into one tar file."""
     settings = settings_from(cache_dir, registry)
-    index = zoo.bundle.create_bundle(path, names, settings, zoo.load_registry(settings.registry_files), force)
+    from zoo.mirror.bundle import create_bundle
+
+    index = create_bundle(path, names, settings, zoo.load_registry(settings.registry_files), force)
     if str(path) != "-":
         typer.echo(f"wrote {path}: {len(index.models)} model(s), {len(index.files)} file(s)")
 
@@ -312,7 +316,9 @@ def bundle_import(
     registry: RegistryOption = None,
 ) -> None:
     """Verify every file of a bundle, then install its models into the cache or a mirror."""
-    for name in zoo.bundle.import_bundle(path, into, settings_from(cache_dir, registry)):
+    from zoo.mirror.bundle import import_bundle
+
+    for name in import_bundle(path, into, settings_from(cache_dir, registry)):
         typer.echo(f"imported {name}")
 
 

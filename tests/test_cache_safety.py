@@ -4,7 +4,6 @@ markers and power loss; and --jobs reporting the first failure in argument order
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal

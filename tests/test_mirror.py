@@ -414,23 +414,23 @@ def test_a_broken_local_index_is_skipped(zoo: Zoo, upstream: FileServer, tarball
 
 
 def test_a_mirror_index_is_read_again_after_a_while(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from zoo import mirror as zoo_mirror
+    from zoo import sources
     from zoo.settings import Settings
     from zoo.sources import Pin
 
-    monkeypatch.setattr(zoo_mirror, "INDEX_TTL", 0.5)
+    monkeypatch.setattr(sources, "INDEX_TTL", 0.5)
     root = tmp_path / "mirror"
     root.mkdir()
     upstream_url = "https://download.example.com/models/a.tar.gz"
     settings = Settings(cache_dir=tmp_path / "cache", mirrors=(str(root),))
-    assert [s.pin for s in zoo_mirror.plan_sources(upstream_url, Pin(), settings)] == [Pin(), Pin()]
-    index = zoo_mirror.MirrorIndex({mirror_relative(upstream_url): zoo_mirror.MirrorFile(upstream_url, "a" * 64, 7)})
+    assert [s.pin for s in sources.plan_sources(upstream_url, Pin(), settings)] == [Pin(), Pin()]
+    index = sources.MirrorIndex({mirror_relative(upstream_url): sources.MirrorFile(upstream_url, "a" * 64, 7)})
     (root / INDEX).write_text(index.to_json())
     # Within the time an index is reused, the mirror still has none ...
-    assert zoo_mirror.plan_sources(upstream_url, Pin(), settings)[0].pin == Pin()
+    assert sources.plan_sources(upstream_url, Pin(), settings)[0].pin == Pin()
     time.sleep(0.6)
     # ... and after it, the index it gained pins what it serves.
-    assert zoo_mirror.plan_sources(upstream_url, Pin(), settings)[0].pin == Pin("a" * 64, 7)
+    assert sources.plan_sources(upstream_url, Pin(), settings)[0].pin == Pin("a" * 64, 7)
 
 
 # -- object-store builds --------------------------------------------------------------

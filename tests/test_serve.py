@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from zoo.errors import UsageError
-from zoo.serve import MirrorServer, make_server
+from zoo.mirror.serve import MirrorServer, make_server
 
 MiB = 1 << 20
 DATA = random.Random(5).randbytes(300_000)
@@ -306,7 +306,7 @@ def test_symlinks_swapped_in_by_rename_never_lead_outside(tmp_path: Path, mirror
 _SERVE = """
 import sys
 from pathlib import Path
-from zoo.serve import serve
+from zoo.mirror.serve import serve
 serve(Path(sys.argv[1]), port=0, on_ready=lambda url: print(url, flush=True), quiet=True)
 """
 

@@ -24,8 +24,8 @@ _EXPORTS = {
     "FetchResult": "zoo.fetch",
     "fetch": "zoo.fetch",
     "fetch_many": "zoo.fetch",
-    "build_mirror": "zoo.mirror",
-    "verify_mirror": "zoo.mirror",
+    "build_mirror": "zoo.mirror.build",
+    "verify_mirror": "zoo.mirror.build",
     "Model": "zoo.registry",
     "Registry": "zoo.registry",
     "load_registry": "zoo.registry",
@@ -33,7 +33,7 @@ _EXPORTS = {
     "VerifyResult": "zoo.verify",
     "verify_cached": "zoo.verify",
 }
-_MODULES = {"bundle", "checkpoint", "errors", "lockfile", "serve"}
+_MODULES = {"checkpoint", "errors", "lockfile", "mirror"}
 
 __all__ = sorted([*_EXPORTS, *_MODULES, "__version__"])
 
@@ -47,12 +47,12 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from zoo import bundle, checkpoint, errors, lockfile, serve  # noqa: F401
+    from zoo import checkpoint, errors, lockfile, mirror  # noqa: F401
     from zoo.cache import Cache, Entry  # noqa: F401
     from zoo.catalog import Info, Listing, inspect_checkpoint, list_models, model_info, select_models  # noqa: F401
     from zoo.errors import ZooError  # noqa: F401
     from zoo.fetch import FetchResult, fetch, fetch_many  # noqa: F401
-    from zoo.mirror import build_mirror, verify_mirror  # noqa: F401
+    from zoo.mirror.build import build_mirror, verify_mirror  # noqa: F401
     from zoo.registry import Model, Registry, load_registry  # noqa: F401
     from zoo.settings import Settings  # noqa: F401
     from zoo.verify import VerifyResult, verify_cached  # noqa: F401

@@ -15,10 +15,9 @@ from zoo.errors import IntegrityError, NetworkError, OfflineMissError, UsageErro
 from zoo.extract import extract_stream, find_checkpoint, find_pipeline_config
 from zoo.fetch import Action, decide
 from zoo.fsutil import writing
-from zoo.mirror import plan_sources
 from zoo.registry import Model
 from zoo.settings import Settings
-from zoo.sources import Pin, Source
+from zoo.sources import Pin, Source, plan_sources
 
 log = logging.getLogger("zoo")
 

@@ -1,16 +1,29 @@
-"""Where a file can be fetched from: mirrors first, then its upstream URL.
+"""Where a file can be fetched from: mirrors first, then its upstream URL, each
+with what its bytes must be.
 
 A mirror holds each file at ``<host>/<path>`` of its upstream URL under the
 mirror's base (the layout ``wget -x`` makes), so any static file server over
-a copied directory, or the directory itself, serves as a mirror.
+a copied directory, or the directory itself, serves as a mirror. Its index,
+``zoo-mirror.json``, lists every file's upstream URL, sha256 and size and the
+registry entries it covers; a client that finds it pins what it downloads
+from that mirror, so a download through a mirror is verified end to end even
+for models the registry does not pin.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from zoo.errors import IntegrityError
+from zoo.fsutil import MAX_INPUT_BYTES, check_key, read_input, read_limited
+from zoo.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -75,3 +88,144 @@ def candidate_urls(
         candidates.append(upstream)
     unique = list(dict.fromkeys(candidates))
     return [url for url in unique if is_local(url)] if offline else unique
+
+
+# -- mirror indexes ------------------------------------------------------------
+
+log = logging.getLogger("zoo")
+
+INDEX_NAME = "zoo-mirror.json"
+INDEX_FORMAT = 1
+INDEX_TTL = 60.0
+"""Seconds a mirror's index (or the fact that it has none) is reused before it is
+read again, so a long-running process sees a mirror that gained or changed one."""
+
+
+@dataclass(frozen=True)
+class MirrorFile:
+    url: str
+    sha256: str
+    size: int
+
+
+@dataclass
+class MirrorIndex:
+    files: dict[str, MirrorFile] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def pin(self, relative: str) -> Pin:
+        known = self.files.get(relative)
+        return Pin(known.sha256, known.size) if known else Pin()
+
+    def to_json(self) -> str:
+        data = {
+            "format": INDEX_FORMAT,
+            "files": {path: vars(f) for path, f in sorted(self.files.items())},
+            "models": dict(sorted(self.models.items())),
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def parse(cls, text: str | bytes, where: str) -> MirrorIndex:
+        try:
+            data = json.loads(text)
+            if data.get("format") != INDEX_FORMAT:
+                raise ValueError(f"format must be {INDEX_FORMAT}")
+            files = {
+                path: MirrorFile(str(f["url"]), str(f["sha256"]), int(f["size"]))
+                for path, f in data["files"].items()
+            }
+            models = dict(data.get("models", {}))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise IntegrityError(f"{where}: not a valid mirror index: {exc}") from None
+        # Keys become paths on whichever side reads or writes the files.
+        for path in files:
+            check_key(path, where, IntegrityError)
+        return cls(files, models)
+
+
+def plan_sources(upstream: str, pin: Pin, settings: Settings) -> list[Source]:
+    """Where to fetch ``upstream`` from, in order, each with what its bytes must be.
+
+    A mirror whose index is broken, or contradicts the caller's pin (it
+    serves other bytes than the ones asked for), is skipped with a warning.
+    """
+    relative = mirror_relative(upstream)
+    candidates = candidate_urls(upstream, settings.mirrors, settings.offline, settings.mirror_only)
+    sources = []
+    for url in candidates:
+        base = _mirror_base(url, settings.mirrors)
+        if base is None:
+            sources.append(Source(url, pin))
+            continue
+        check_key(relative, upstream, IntegrityError)  # it is joined under the mirror's base
+        index = read_index(base, settings)
+        if isinstance(index, IntegrityError):
+            continue  # read_index said why
+        merged = pin.merge(index.pin(relative)) if index else pin
+        if merged is None:
+            log.warning("%s: its index pins other bytes than expected for %s; skipping it", base, upstream)
+            continue
+        sources.append(Source(url, merged))
+    if candidates and not sources:
+        raise IntegrityError(f"{upstream}: every mirror was skipped and upstream is off (offline or mirror-only)")
+    return sources
+
+
+def _mirror_base(url: str, mirrors: Iterable[str]) -> str | None:
+    return next((base for base in mirrors if url.startswith(base.rstrip("/") + "/")), None)
+
+
+_indexes: dict[str, tuple[float, MirrorIndex | IntegrityError | None]] = {}
+
+
+def read_index(base: str, settings: Settings) -> MirrorIndex | IntegrityError | None:
+    """A mirror's index; None when it has none or cannot be reached (then the
+    download itself reports what is wrong); the error when it is broken.
+
+    What was read is reused for INDEX_TTL seconds; a broken index is reported
+    on stderr when it is read, once per mirror, not once per file.
+    """
+    base = base.rstrip("/")
+    read_at, index = _indexes.get(base, (float("-inf"), None))
+    if time.monotonic() - read_at < INDEX_TTL:
+        return index
+    where = f"{base}/{INDEX_NAME}"
+    try:
+        text = _fetch_small(where, settings.connect_timeout)
+        index = MirrorIndex.parse(text, where) if text is not None else None
+    except IntegrityError as exc:
+        log.warning("%s; skipping this mirror", exc)
+        index = exc
+    _indexes[base] = (time.monotonic(), index)
+    return index
+
+
+def _fetch_small(url: str, timeout: float) -> bytes | None:
+    """The bytes at ``url``, None when there are none or it can't be reached, an
+    IntegrityError when what is there can't be an index (too large, not a file)."""
+    if is_local(url):
+        path = local_path(url)
+        return read_input(path, "mirror index", IntegrityError) if path.exists() else None
+    try:
+        if url.startswith(("http://", "https://")):
+            return _fetch_http(url, timeout)
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(url)
+        with fs.open(path, "rb") as handle:
+            return read_limited(handle, MAX_INPUT_BYTES, url, IntegrityError)
+    except IntegrityError:
+        raise
+    except Exception:  # noqa: BLE001 - an unreachable mirror: the download says why
+        return None
+
+
+def _fetch_http(url: str, timeout: float) -> bytes | None:
+    import requests
+
+    with requests.get(url, timeout=(timeout, timeout), stream=True) as response:
+        if response.status_code != 200:
+            return None
+        response.raw.decode_content = True
+        return read_limited(response.raw, MAX_INPUT_BYTES, url, IntegrityError)

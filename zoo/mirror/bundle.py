@@ -21,10 +21,10 @@ from zoo.errors import IntegrityError, ZooError
 from zoo.extract import extract_stream
 from zoo.fetch import FetchResult, fetch
 from zoo.fsutil import file_digest, join_beneath, read_input, replacing
-from zoo.mirror import INDEX_NAME, MirrorFile, MirrorIndex, merge_into_mirror
+from zoo.mirror.build import merge_into_mirror
 from zoo.registry import Registry, load_registry
 from zoo.settings import Settings
-from zoo.sources import Pin, mirror_relative
+from zoo.sources import INDEX_NAME, MirrorFile, MirrorIndex, Pin, mirror_relative
 
 
 def create_bundle(
