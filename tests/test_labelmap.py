@@ -10,8 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zoo import textproto
 from zoo.errors import ConfigError
-from zoo.labelmap import parse_label_map, read_label_map
+from zoo.labelmap import (
+    _classes,
+    _scanned_items,
+    _Unscannable,
+    label_map_of,
+    parse_label_map,
+    read_label_map,
+)
 
 WILD = Path(__file__).parent / "data" / "wild_configs"
 
@@ -98,6 +106,8 @@ def test_text_and_path_are_both_accepted(tmp_path):
         ("item: 1", "1:7: 'item' must be a block"),
         ("item { id: 1 name: [ 'a' ] }", "1:14: 'name' must be a single value"),
         ("item [{ id: 1 }, { id: 1 }]", "1:18: duplicate id 1 (first used on line 1) near '{ id: 1 }'"),
+        # Past int()'s 4,300-digit limit: a ConfigError, not Python's ValueError.
+        (f"item {{ id: {'9' * 5000} name: 'cat' }}", "1:12: expected an integer"),
     ],
 )
 def test_label_map_errors_name_file_line_and_item(text, expected):
@@ -177,3 +187,145 @@ def test_a_label_map_past_the_token_limit_is_one_clear_error(monkeypatch, tmp_pa
     with pytest.raises(ConfigError) as caught:
         read_label_map(path)
     assert str(caught.value) == f"{path}:112:6: more than 1,000 tokens: too large for a config or label map"
+
+
+# -- the scanner: plain maps skip the parser's tree, and both readers always agree
+
+
+def _outcome(read, text):
+    try:
+        return read(text)
+    except ConfigError as exc:
+        return str(exc)
+
+
+def _parsed(text):
+    return _outcome(lambda t: label_map_of(textproto.parse(t, "lm.pbtxt")), text)
+
+
+def _scanned(text):
+    """The scanner's own answer, or None where it hands the text to the parser."""
+    try:
+        return _outcome(lambda t: _classes("lm.pbtxt", _scanned_items(t)), text)
+    except _Unscannable:
+        return None
+
+
+def assert_readers_agree(text):
+    expected = _parsed(text)
+    scanned = _scanned(text)
+    assert scanned is None or scanned == expected
+    assert _outcome(lambda t: parse_label_map(t, "lm.pbtxt"), text) == expected
+    return scanned
+
+
+@pytest.mark.parametrize("path", sorted(WILD.glob("*.pbtxt")), ids=lambda p: p.name[:2])
+def test_the_scanner_reads_every_plain_wild_map_as_the_parser_does(path):
+    text = textproto.read_text(path)
+    scanned = assert_readers_agree(text)
+    assert (scanned is None) == path.name.startswith("35_")  # only the curly-quoted one needs the parser
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "item { id: 1 }",
+        "item { name: 'a' id: 2 }",  # any field order, one to three fields
+        "item: < display_name: 'x'; id: 3, name: \"n\" >;",
+        "item{id:1}item{id:2},",
+        "\r\n# head\r\nitem {\r\n\tid: 7 # seven } item { id: 8 }\r\n\tname: 'c#t' # }\r\n}\r\n# tail",
+        "item { id: 0 name: 'background' }\nitem { id: 1 display_name: 'x' }",
+        "item { id: 2 name: 'a' }\nitem { id: 3 name: 'a' }",  # a shared name: a warning only
+        "item { id: 1 name: '{}<>:,;#' }",
+        "item { id: 0x10 }\nitem { id: 010 }",  # hex and octal, as protobuf reads them
+    ],
+)
+def test_the_scanner_takes_plain_maps_itself(text):
+    assert assert_readers_agree(text) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "item [{ id: 1 }, { id: 2 }]",  # list form
+        "item { id: 1 keypoints { id: 0 label: 'nose' } }",  # other fields
+        "item { id: 1 name: 'a\\tb' }",  # escapes
+        "item { id: 1 name: 'a' 'b' }",  # adjacent strings
+        "item { id: 1 name: 'cat' }\nitem { id: 1 name: 'dog' }",  # every error
+        "item { id: 1 id: 1 }",
+        "item { id: 1 } junk",
+        "item { id: 1 >",
+        "item { id: 1 # }",
+        "item { id: 1name: 'a' }",
+    ],
+)
+def test_the_scanner_hands_everything_else_to_the_parser(text):
+    assert assert_readers_agree(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "item { id: 1 name: 'a' }\nitem { id: 2 name: 'b' }\n",
+        "item: { id: 1, name: 'a', display_name: 'A', };\nitem: < id: 2; >,\n",
+    ],
+)
+def test_the_scanner_counts_tokens_as_the_parser_does(monkeypatch, text):
+    tokens = len(textproto._tokenize(textproto._Source.of(text, "lm.pbtxt")))
+    monkeypatch.setattr(textproto, "MAX_TOKENS", tokens)
+    assert assert_readers_agree(text) is not None
+    monkeypatch.setattr(textproto, "MAX_TOKENS", tokens - 1)
+    assert assert_readers_agree(text) is None
+    assert "too large for a config or label map" in _parsed(text)
+
+
+_TRIVIA = st.sampled_from(["", " ", " ", " ", "\n", "\r\n", "\t", " # note } item {\n", "\n\n  "])
+_ODD_IDS = st.sampled_from(["0", "-1", "07", "0x2", "1.5", "2e3", "1name", "'1'", "[1]", "1 id: 2"])
+_STRINGS = st.sampled_from(["'cat'", '"dog"', "'background'", "'{}#:'", "''"])
+_ODD_STRINGS = st.sampled_from(["'a\\'b'", "'a' 'b'", "'x", "cat", "'\u00e9'", "{}", "1", "'a\\x'"])
+_ODD_FIELDS = st.sampled_from(["keypoints { id: 1 }", "nmae: 'a'", "item { id: 9 }", "frequency: FREQUENT"])
+
+
+@st.composite
+def _label_map_texts(draw):
+    """Mostly plain maps, each part now and then a near miss of one."""
+    odd = st.integers(0, 60).map(lambda n: n == 0)
+    parts = []
+    for number in range(1, draw(st.integers(0, 4)) + 1):
+        opener = draw(st.sampled_from(["{", "{", "<"]))
+        parts += [draw(_TRIVIA), "item", draw(_TRIVIA), draw(st.sampled_from(["", ":"])), draw(_TRIVIA), opener]
+        names = draw(st.permutations(["id", *draw(st.sampled_from([[], ["name"], ["name", "display_name"]]))]))
+        if draw(odd):
+            names.insert(draw(st.integers(0, len(names))), draw(st.sampled_from(["id", "name", ""])))
+        if draw(odd):
+            names.remove("id")
+        for name in names:
+            value = str(number) if name == "id" else draw(_STRINGS)
+            if draw(odd):
+                value = draw(_ODD_IDS if name == "id" else _ODD_STRINGS)
+            if not name:
+                name, value = draw(_ODD_FIELDS).split(" ", 1)
+            parts += [draw(_TRIVIA), name, draw(_TRIVIA), "" if draw(odd) else ":"]
+            parts += [draw(_TRIVIA), value, draw(st.sampled_from(["", "", ",", ";"] + [",,"] * draw(odd)))]
+        closer = {"{": "}", "<": ">"}[opener] if not draw(odd) else draw(st.sampled_from("}>"))
+        parts += [draw(_TRIVIA), closer, draw(st.sampled_from(["", "", ",", ";"]))]
+    return "".join(parts) + draw(_TRIVIA) + draw(st.sampled_from(["", "# no newline", "#x\nitem {"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_label_map_texts())
+def test_the_readers_agree_on_generated_maps(text):
+    assert_readers_agree(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_label_map_texts(), st.data())
+def test_the_readers_agree_on_mutated_maps(text, data):
+    """One character inserted or deleted anywhere: near misses of plain maps."""
+    text = text or "item { id: 1 name: 'a' }"
+    at = data.draw(st.integers(0, len(text)))
+    if data.draw(st.booleans()):
+        text = text[:at] + data.draw(st.sampled_from(list("{}<>:;,'\"#\\\n -0a["))) + text[at:]
+    else:
+        text = text[:at] + text[at + 1 :]
+    assert_readers_agree(text)

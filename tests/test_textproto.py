@@ -16,16 +16,21 @@ from hypothesis import strategies as st
 
 from zoo.errors import ConfigError, UsageError
 from zoo.textproto import (
+    STRING,
     Document,
     Identifier,
     Scalar,
+    _collect_tokens,
+    _Parser,
+    _Source,
+    _tokenize,
     find_placeholders,
+    int_value,
     meta_architecture,
     num_classes_path,
     parse,
     parse_file,
 )
-from zoo.textproto import _collect_tokens, _Parser
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = sorted((DATA / "tf2_sample_configs").glob("*.config"))
@@ -245,6 +250,15 @@ def test_typed_values_and_spellings():
     node = doc.nodes("h")[0]
     assert (node.line, node.column, node.text, node.kind) == (1, 65, "true", "identifier")
     assert str(doc) == VALUES
+
+
+@pytest.mark.parametrize(
+    ("spelling", "value"),
+    [("7", 7), ("0", 0), ("-12", -12), ("0x1F", 31), ("-0X10", -16), ("010", 8), ("08", None), (".04", None),
+     ("1.0", None), ("1e3", None), ("-inf", None), ("12abc", None)],
+)  # fmt: skip
+def test_int_value_reads_integers_as_protobuf_does(spelling, value):
+    assert int_value(spelling) == value
 
 
 @pytest.mark.parametrize(
@@ -504,3 +518,20 @@ def test_mutated_real_configs_never_raise_anything_but_config_error(data):
         end = data.draw(st.integers(start, min(len(text), start + 40)), label="to")
         text = text[:start] + data.draw(GARBAGE.map(lambda s: s[:20]), label="insert") + text[end:]
     parse_or_config_error(text)
+
+
+# The string pattern as first written: one alternation per character, slow.
+_PLAIN_STRING = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'""")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="\"'\\\nab \t#"))
+def test_the_string_pattern_matches_what_the_plain_one_did(text):
+    assert [m.group() for m in re.finditer(STRING, text)] == [m.group() for m in _PLAIN_STRING.finditer(text)]
+
+
+@pytest.mark.parametrize("text", ["", "a: 1", "a: 1\n", "a: 1  # done", "\n\n"])
+def test_exactly_one_end_token_closes_the_file(text):
+    tokens = _tokenize(_Source.of(text, "x"))
+    assert [token.kind for token in tokens].count("end") == 1
+    assert tokens[-1].kind == "end" and tokens[-1].end == len(text)

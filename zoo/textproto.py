@@ -117,7 +117,15 @@ def _snippet(text: str) -> str:
 # --------------------------------------------------------------------------
 # Tokens
 
-_TRIVIA = r"(?:[ \t\r\n\v\f]+|\#[^\n]*)*"
+# Token spellings, shared with zoo.labelmap's scanner so that both read one language.
+SPACE = r"[ \t\r\n\v\f]"
+COMMENT = r"\#[^\n]*"
+# A string: one line, escapes kept; written as an unrolled loop, which matches
+# the same text as "(?:[^"\\\n]|\\.)*" but several times faster.
+STRING = r""""[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'"""
+NUMBER = r"-?\.?[0-9][0-9A-Za-z_.+-]*|-[A-Za-z_][0-9A-Za-z_]*"
+IDENT = r"[A-Za-z_][0-9A-Za-z_]*"
+_TRIVIA = rf"(?:{SPACE}+|{COMMENT})*"
 # One match per token, trivia first. The trivia sits in a lookahead and is then
 # taken by backreference: an atomic group, so a failed token never backtracks
 # into a comment and reads its tail as a token.
@@ -125,10 +133,10 @@ _TOKEN = re.compile(
     rf"""
     (?=(?P<trivia>{_TRIVIA}))(?P=trivia)
     (?:
-      (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+      (?P<string>{STRING})
     | (?P<unterminated>["'])
-    | (?P<number>-?\.?[0-9][0-9A-Za-z_.+-]*|-[A-Za-z_][0-9A-Za-z_]*)
-    | (?P<ident>[A-Za-z_][0-9A-Za-z_]*)
+    | (?P<number>{NUMBER})
+    | (?P<ident>{IDENT})
     | (?P<punct>[{{}}<>\[\]:,;./])
     | (?P<end>\Z)
     )
@@ -150,7 +158,7 @@ _FLOAT = re.compile(
     )""",
     re.VERBOSE,
 )
-_IDENT = re.compile(r"[A-Za-z_][0-9A-Za-z_]*")
+_IDENT = re.compile(IDENT)
 _ESCAPE = re.compile(
     r"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|([xuU])|(.))",
     re.DOTALL,
@@ -175,7 +183,7 @@ class _Token(NamedTuple):
 def _tokenize(src: _Source) -> list[_Token]:
     """Every token, the last one ``end`` with the file's trailing trivia."""
     text, tokens, pos = src.text, [], 0
-    for match in _TOKEN.finditer(text):  # the last match is the empty "end" token
+    for match in _TOKEN.finditer(text):  # the last match is the "end" token
         if match.start() != pos:  # finditer skipped what no token matches
             raise _bad_character(src, _SKIP_TRIVIA.match(text, pos).end())  # type: ignore[union-attr]
         kind = match.lastgroup or ""
@@ -192,7 +200,28 @@ def _tokenize(src: _Source) -> list[_Token]:
             _unescape(word[1:-1], src, start + 1)  # reject bad escapes where they stand
         tokens.append(_Token(kind, word, start, end, pos))
         pos = end
+        if kind == "end":  # after trailing trivia finditer would match "end" again, empty
+            break
     return tokens
+
+
+_MAX_INT_SPELLING = 32  # "-0x" and 22 octal digits spell 2**64; longer is no protobuf integer
+
+
+def int_value(spelling: str) -> int | None:
+    """The integer a number token spells (decimal, hex, leading-zero octal), or
+    None when protobuf would not read it as one."""
+    if len(spelling) > _MAX_INT_SPELLING:
+        return None  # past any 64-bit field, and past int()'s digit limit
+    if spelling.isdigit() and spelling[0] != "0":  # plain decimal: nearly every integer
+        return int(spelling)
+    if not _INT.fullmatch(spelling):
+        return None
+    digits = spelling.lstrip("-")
+    sign = -1 if spelling.startswith("-") else 1
+    if digits[:2] in ("0x", "0X"):
+        return sign * int(digits, 16)
+    return sign * int(digits, 8 if len(digits) > 1 and digits[0] == "0" else 10)
 
 
 def _bad_character(src: _Source, pos: int) -> ConfigError:
@@ -308,13 +337,10 @@ class Scalar(Node):
             raise self.error("string is not valid UTF-8 once unescaped") from None
 
     def as_int(self) -> int:
-        if self.kind != "number" or not _INT.fullmatch(self.text):
+        value = int_value(self.text) if self.kind == "number" else None
+        if value is None:
             raise self.error("expected an integer")
-        digits = self.text.lstrip("-")
-        sign = -1 if self.text.startswith("-") else 1
-        if digits[:2] in ("0x", "0X"):
-            return sign * int(digits, 16)
-        return sign * int(digits, 8 if len(digits) > 1 and digits[0] == "0" else 10)
+        return value
 
     def as_float(self) -> float:
         if self.kind == "string" or not _FLOAT.fullmatch(self.text):
