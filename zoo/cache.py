@@ -158,7 +158,7 @@ class Cache:
     def require_entry(self, name: str) -> Entry:
         entry = self.read_entry(name)
         if entry is None:
-            raise NotCachedError(f"{name} is not in the cache at {self.root} (run `zoo fetch {name}`)")
+            raise NotCachedError(f"{name} is not in the cache at {self.root} (run `zoo fetch {name}`)", model=name)
         return entry
 
     def entries(self) -> list[Entry]:
@@ -237,7 +237,7 @@ class Cache:
             directory = self.entry_dir(name)
             partials = sorted(self._private("downloads").glob(f"{name}@*"))
             if not os.path.lexists(directory) and not partials:
-                raise NotCachedError(f"{name} is not in the cache at {self.root}")
+                raise NotCachedError(f"{name} is not in the cache at {self.root}", model=name)
             freed = sum(_size(path) for path in [directory, *partials])
             for path in [directory, *partials]:
                 remove_tree(path)

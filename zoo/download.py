@@ -78,9 +78,10 @@ def download(
 class _SourceFailed(Exception):
     """This source cannot deliver the file; the next one may."""
 
-    def __init__(self, reason: str, unresolved: bool = False):
+    def __init__(self, reason: str, unresolved: bool = False, status: int | None = None):
         super().__init__(reason)
         self.unresolved = unresolved
+        self.status = status
 
 
 class _Retry(Exception):
@@ -222,7 +223,7 @@ class Transfer:
 
     def _from_first_source(self) -> Downloaded:
         failures: list[str] = []
-        unresolved = False
+        unresolved, status = False, None
         with (
             _Partial(self.dest) as self.partial,
             _progress_bar(self.label, self._progress, self._position) as self._bar,
@@ -233,15 +234,17 @@ class Transfer:
                     end = _reader_for(source.url)(self, source).run()
                 except _SourceFailed as exc:
                     if self.delivered:
-                        raise NetworkError(f"{source.url}: {exc} (after {self.delivered} bytes)") from None
+                        raise NetworkError(f"{source.url}: {exc} (after {self.delivered} bytes)",
+                                           url=source.url, status=exc.status) from None  # fmt: skip
                     failures.append(f"{source.url}: {exc}")
-                    unresolved = unresolved or exc.unresolved
+                    unresolved, status = unresolved or exc.unresolved, exc.status
                     if len(self.sources) > 1:
                         log.warning("%s: %s; trying the next source", source.url, exc)
                     continue
                 return _verified(self.partial.finish(source.url, end), source.pin)
         hint = NO_DNS_HINT if unresolved else ""
-        raise NetworkError(f"could not download {self.label}: " + "; ".join(failures) + hint)
+        raise NetworkError(f"could not download {self.label}: " + "; ".join(failures) + hint,
+                           url=self.sources[-1].url if self.sources else None, status=status)  # fmt: skip
 
     def receive(self, body: _Body, chunks: Iterable[bytes]) -> int:
         """Take one body's bytes: each reaches the disk, then the hash and the
@@ -271,14 +274,16 @@ class Transfer:
     def _check_limit(self, body: _Body, end: int) -> None:
         """Stop at the pinned or declared size, or at ZOO_MAX_DOWNLOAD when neither is known."""
         if body.pin.size is not None and end > body.pin.size:
-            raise IntegrityError(f"{body.url}: sends more than the {body.pin.size} bytes pinned; nothing was kept")
+            raise IntegrityError(f"{body.url}: sends more than the {body.pin.size} bytes pinned; nothing was kept",
+                                 url=body.url, expected=body.pin.size, actual=end)  # fmt: skip
         if body.total is not None and end > body.total:
             raise _SourceFailed(f"sends more than the {body.total} bytes it declared")
         cap = self.settings.max_download
         if body.pin.size is None and body.total is None and end > cap:
             raise DiskFullError(
                 f"{body.url}: sends more than ZOO_MAX_DOWNLOAD ({_mib(cap)}) without declaring a size; "
-                "stopped and deleted (raise ZOO_MAX_DOWNLOAD if the file really is that large)"
+                "stopped and deleted (raise ZOO_MAX_DOWNLOAD if the file really is that large)",
+                path=self.dest,
             )
 
     def _check_space(self, total: int | None, position: int) -> None:
@@ -288,7 +293,8 @@ class Transfer:
         if free - need < self.settings.min_free:
             raise DiskFullError(
                 f"not enough free space in {self.dest.parent} for {self.label}: {_mib(free)} free, "
-                f"{_mib(need)} still to download, ZOO_MIN_FREE keeps {_mib(self.settings.min_free)} free"
+                f"{_mib(need)} still to download, ZOO_MIN_FREE keeps {_mib(self.settings.min_free)} free",
+                path=self.dest.parent,
             )
 
 
@@ -486,7 +492,7 @@ class _HttpSource(_Reader):
         if status == 429 or status >= 500:
             raise _Retry(f"HTTP {status} {response.reason}", wait=_retry_after(response))
         if status not in (200, 206, 416):
-            raise _SourceFailed(f"HTTP {status} {response.reason}")
+            raise _SourceFailed(f"HTTP {status} {response.reason}", status=status)
         headers = response.headers
         validator = headers.get("ETag") or headers.get("Last-Modified")
         content_type = headers.get("Content-Type")
@@ -613,20 +619,24 @@ def _content_length(headers: Any) -> int | None:
 def _check_size_pin(body: _Body) -> None:
     if body.pin.size is not None and body.total is not None and body.total != body.pin.size:
         raise IntegrityError(
-            f"{body.url}: size mismatch: expected {body.pin.size} bytes, source offers {body.total}; nothing was kept"
-        )
+            f"{body.url}: size mismatch: expected {body.pin.size} bytes, source offers {body.total}; nothing was kept",
+            url=body.url, expected=body.pin.size, actual=body.total,
+        )  # fmt: skip
 
 
 def _verified(result: Downloaded, pin: Pin) -> Downloaded:
     """Delete what contradicts the pin, so a bad download is never reused."""
-    problems = []
+    problems, expected, actual = [], None, None
     if pin.size is not None and result.size != pin.size:
         problems.append(f"size mismatch: expected {pin.size} bytes, got {result.size}")
+        expected, actual = pin.size, result.size
     if pin.sha256 is not None and result.sha256 != pin.sha256:
         problems.append(f"sha256 mismatch: expected {pin.sha256}, got {result.sha256}")
+        expected, actual = pin.sha256, result.sha256  # the hash says more than the size
     if problems:
         remove_tree(result.path)
-        raise IntegrityError(f"{result.url}: {'; '.join(problems)}; the download was deleted")
+        raise IntegrityError(f"{result.url}: {'; '.join(problems)}; the download was deleted",
+                             url=result.url, expected=expected, actual=actual)  # fmt: skip
     return result
 
 

@@ -34,7 +34,7 @@ def writing(path: Path) -> Iterator[None]:
             raise  # not a file-system error (requests' errors are OSErrors too)
         reason = exc.strerror or str(exc)
         if exc.errno in _FULL:
-            raise DiskFullError(f"disk full while writing {path}: {reason}") from None
+            raise DiskFullError(f"disk full while writing {path}: {reason}", path=path) from None
         where = exc.filename or path
         raise ZooError(f"cannot write {where}: {reason}") from None
 

@@ -47,7 +47,8 @@ def _no_source(model: Model, settings: Settings) -> UsageError | OfflineMissErro
     return OfflineMissError(
         f"{model.name} is not in the cache at {settings.cache_dir} and offline mode is on; "
         "fetch it on a connected machine, or set ZOO_MIRROR (or --mirror) to a "
-        "file:// mirror or directory that holds it"
+        "file:// mirror or directory that holds it",
+        model=model.name,
     )
 
 

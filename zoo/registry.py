@@ -171,14 +171,15 @@ def load_registry(extra_files: Iterable[Path] = ()) -> Registry:
 
 def read_registry_file(path: Path) -> tuple[list[Any], dict[str, str]]:
     try:
-        text = read_input(path, "registry file", error=RegistryError).decode("utf-8")
+        text = read_input(path, "registry file", error=lambda message: RegistryError(message, path=path)).decode()
     except UnicodeDecodeError as exc:
-        raise RegistryError(f"{path}: not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}") from None
+        raise RegistryError(f"{path}: not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}",
+                            path=path) from None  # fmt: skip
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RegistryError(
-            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", path=path
         ) from None
     return parse_document(data, str(path))
 
@@ -220,7 +221,7 @@ class _Where:
             parts.append(self.entry_label)
         if field:
             parts.append(f"field '{field}'")
-        return RegistryError(": ".join(parts) + ": " + message)
+        return RegistryError(": ".join(parts) + ": " + message, path=self.source)
 
 
 _MODEL_KEYS = {
