@@ -36,7 +36,7 @@ from zoo import __version__
 from zoo.errors import DiskFullError, IntegrityError, NetworkError, UnsafeArchiveError
 from zoo.fsutil import open_regular, private_dir, remove_tree, writing
 from zoo.settings import Settings
-from zoo.sources import Pin, Source, is_local, local_path
+from zoo.sources import Pin, Scheme, Source, local_path, scheme_of
 
 CHUNK_SIZE = 1 << 20
 QUEUE_CHUNKS = 16  # bounds memory: at most this many chunks wait for the reader
@@ -426,9 +426,10 @@ def _sidecar(path: Path) -> Path:
 
 
 def _reader_for(url: str) -> type[_Reader]:
-    if url.startswith(("http://", "https://")):
-        return _HttpSource
-    return _LocalSource if is_local(url) else _FsspecSource
+    readers: dict[Scheme, type[_Reader]] = {
+        Scheme.HTTP: _HttpSource, Scheme.LOCAL: _LocalSource, Scheme.FSSPEC: _FsspecSource
+    }  # fmt: skip
+    return readers[scheme_of(url)]
 
 
 class _Reader:

@@ -12,6 +12,7 @@ for models the registry does not pin.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import time
@@ -50,6 +51,20 @@ class Source:
 
     url: str
     pin: Pin = Pin()
+
+
+class Scheme(enum.Enum):
+    """How a URL is read: the one place that dispatches on a URL's scheme."""
+
+    LOCAL = "local"  # file:// and plain paths: reading opens no connection
+    HTTP = "http"  # http:// and https://, through requests
+    FSSPEC = "fsspec"  # anything else (s3://, gs:// ...), through fsspec
+
+
+def scheme_of(url: str) -> Scheme:
+    if url.startswith(("http://", "https://")):
+        return Scheme.HTTP
+    return Scheme.LOCAL if is_local(url) else Scheme.FSSPEC
 
 
 def is_local(url: str) -> bool:
@@ -204,11 +219,12 @@ def read_index(base: str, settings: Settings) -> MirrorIndex | IntegrityError | 
 def _fetch_small(url: str, timeout: float) -> bytes | None:
     """The bytes at ``url``, None when there are none or it can't be reached, an
     IntegrityError when what is there can't be an index (too large, not a file)."""
-    if is_local(url):
+    scheme = scheme_of(url)
+    if scheme is Scheme.LOCAL:
         path = local_path(url)
         return read_input(path, "mirror index", IntegrityError) if path.exists() else None
     try:
-        if url.startswith(("http://", "https://")):
+        if scheme is Scheme.HTTP:
             return _fetch_http(url, timeout)
         from fsspec.core import url_to_fs
 

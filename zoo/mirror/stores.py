@@ -8,10 +8,8 @@ local store neither reads nor writes through a symlink that leads outside it.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -22,14 +20,15 @@ from zoo.errors import IntegrityError, UsageError, ZooError
 from zoo.fsutil import (
     MAX_INPUT_BYTES,
     check_key,
+    file_lock,
     join_beneath,
     open_beneath,
-    open_regular,
     private_dir,
     read_limited,
+    write_output,
     writing,
 )
-from zoo.sources import is_local, local_path
+from zoo.sources import Scheme, local_path, scheme_of
 
 LOCK_NAME = ".zoo-mirror.lock"
 # A symlink at any level (ELOOP for the file, ENOTDIR for a directory) is not followed:
@@ -97,10 +96,7 @@ class LocalStore:
         target = self._target(relative)
         with writing(target):
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(prefix=".zoo-", dir=target.parent)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(temporary, target)
+        write_output(target, data, force=True)  # the mirror's own file: replaced even if read-only
 
     def files(self) -> list[str]:
         if not self.root.is_dir():
@@ -113,15 +109,9 @@ class LocalStore:
         take turns under the lock, so one directory serves them all)."""
         return private_dir(self.root / ".zoo-partial")
 
-    @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> ContextManager[bool]:
         """One builder at a time; a second one waits, then finds the work done."""
-        with writing(self.root):
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = open_regular(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT)
-        with os.fdopen(fd, "r+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+        return file_lock(self.root / LOCK_NAME)
 
 
 class FsspecStore:
@@ -186,10 +176,11 @@ def open_store(location: str, cache: Cache) -> Iterator[LocalStore | FsspecStore
     of their own, so concurrent builds never share one and `cache prune`
     leaves it alone while it is in use.
     """
-    if is_local(location):
+    scheme = scheme_of(location)
+    if scheme is Scheme.LOCAL:
         yield LocalStore(local_path(location))
         return
-    if location.startswith(("http://", "https://")):
+    if scheme is Scheme.HTTP:
         raise UsageError(f"{location}: a mirror is built into a directory or an s3:// location, not over HTTP")
     with cache.staging("mirror-build") as scratch:
         yield FsspecStore(location, scratch)
