@@ -20,6 +20,7 @@ of this user: a planted symlink is refused, never followed.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import logging
@@ -28,7 +29,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.errors import NotCachedError, UnknownModelError, ZooError
 from zoo.fsutil import file_lock, fsync_dir, fsync_tree, private_dir, read_input, remove_tree, tree_size, writing
+from zoo.sources import Pin
 
 if TYPE_CHECKING:
     from zoo.registry import Registry
@@ -92,6 +94,11 @@ class Entry:
         del data["directory"]
         return {"format": MARKER_FORMAT, **data}
 
+    def satisfies(self, pin: Pin) -> bool:
+        """Whether this entry serves: it has the pinned bytes (or nothing is
+        pinned) and its checkpoint and config files are still there."""
+        return pin.sha256 in (None, self.sha256) and pin.size in (None, self.size) and self.files_present()
+
     def files_present(self) -> bool:
         """Whether the checkpoint's index, every data shard and the config are
         still on disk: names only, no hashing, so a cache hit stays cheap."""
@@ -108,6 +115,20 @@ class Entry:
         shards = (f"{prefix.name}.data-{i:05d}-of-{count}" for i in range(int(count)))
         config = self.config_path
         return all(s in names for s in shards) and (config is None or config.is_file())
+
+
+class Action(enum.Enum):
+    USE_CACHE = "use-cache"
+    DOWNLOAD = "download"
+    OFFLINE_MISS = "offline-miss"
+
+
+def decide(entry: Entry | None, pin: Pin, sources: Sequence[object]) -> Action:
+    """What to do for one model, from what the cache holds, what is pinned and
+    where the file could come from."""
+    if entry is not None and entry.satisfies(pin):
+        return Action.USE_CACHE
+    return Action.DOWNLOAD if sources else Action.OFFLINE_MISS
 
 
 class Cache:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,31 +16,6 @@ from zoo.settings import Settings
 from zoo.sources import Pin
 
 log = logging.getLogger("zoo")
-
-
-class Action(enum.Enum):
-    USE_CACHE = "use-cache"
-    DOWNLOAD = "download"
-    OFFLINE_MISS = "offline-miss"
-
-
-def usable(entry: Entry | None, pin: Pin) -> bool:
-    """A published entry serves when it has the pinned bytes (or nothing is
-    pinned) and its checkpoint and config files are still there."""
-    return (
-        entry is not None
-        and pin.sha256 in (None, entry.sha256)
-        and pin.size in (None, entry.size)
-        and entry.files_present()
-    )
-
-
-def decide(entry: Entry | None, pin: Pin, sources: Sequence[object]) -> Action:
-    """What to do for one model, from what the cache holds, what is pinned and
-    where the file could come from."""
-    if usable(entry, pin):
-        return Action.USE_CACHE
-    return Action.DOWNLOAD if sources else Action.OFFLINE_MISS
 
 
 @dataclass(frozen=True)
@@ -121,7 +95,7 @@ def fetch(
     cache = Cache(settings.cache_dir)
     pin = Pin(model.sha256, model.size)
     entry = cache.read_entry(model.name)
-    if entry is not None and usable(entry, pin):
+    if entry is not None and entry.satisfies(pin):
         return FetchResult.from_entry(entry, from_cache=True)
     if entry is not None and not entry.files_present():
         log.warning("%s: files of the cached entry are missing; fetching it again", model.name)

@@ -8,12 +8,11 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from zoo.cache import Cache, Entry, now
+from zoo.cache import Action, Cache, Entry, decide, now
 from zoo.checkpoint import verify_checkpoint
 from zoo.download import Transfer, download
 from zoo.errors import IntegrityError, NetworkError, OfflineMissError, UsageError
 from zoo.extract import extract_stream, find_checkpoint, find_pipeline_config
-from zoo.fetch import Action, decide
 from zoo.fsutil import writing
 from zoo.registry import Model
 from zoo.settings import Settings
