@@ -23,10 +23,10 @@ from zoo_checkpoints import (
     zoo_model_dir,
 )
 
-from zoo.check import FINE_TUNE_CHECKPOINT, Finding, Severity, check
+from zoo.config.checks import FINE_TUNE_CHECKPOINT, Finding, Severity, check
+from zoo.config.facts import gather
+from zoo.config.textproto import Document, Identifier, num_classes_path, parse, parse_file
 from zoo.errors import ConfigError
-from zoo.facts import gather
-from zoo.textproto import Document, Identifier, num_classes_path, parse, parse_file
 
 SSD_R50 = "ssd_resnet50_v1_fpn_640x640_coco17_tpu-8.config"
 SSD_R50_1024 = "ssd_resnet50_v1_fpn_1024x1024_coco17_tpu-8.config"
@@ -439,19 +439,26 @@ def test_label_map_gaps_and_a_different_eval_map(world: World, tmp_path: Path):
     gaps.write_text("item { id: 1 name: 'a' }\nitem { id: 2 name: 'b' }\nitem { id: 4 name: 'd' }\n")
     doc = edit(ready(world), {"train_input_reader.label_map_path": str(gaps), "model.ssd.num_classes": 4})
     findings = run(doc, world)
-    assert "no id 3" in only(findings, "label-map-gaps").message
+    gap = only(findings, "label-map-gaps")
+    assert "no id 3" in gap.message and gap.line == doc.nodes("train_input_reader.label_map_path")[0].line
     assert only(findings, "label-map-differs").path == "eval_input_reader.label_map_path"
 
 
 def test_inputs_that_match_nothing(world: World):
     missing = str(world.records / "nothing-*.tfrecord")
     train = only(run(edit(ready(world), {TRAIN_INPUT: [missing]}), world), "input-no-match")
-    assert train.severity is Severity.ERROR
+    assert train.severity is Severity.ERROR and f"{missing!r} matches no file" in train.message
     assert train.trainer_error == f"RuntimeError: Did not find any input files matching the glob pattern {[missing]!r}"
     evaluation = only(run(edit(ready(world), {EVAL_INPUT: [missing]}), world), "input-no-match")
     assert evaluation.severity is Severity.WARNING
     partial = run(edit(ready(world), {TRAIN_INPUT: [str(world.records / "val.tfrecord"), missing]}), world)
     assert only(partial, "input-partial").severity is Severity.WARNING
+
+
+def test_a_label_map_given_as_the_config_says_so(world: World):
+    findings = run(parse_file(world.label_map), world)
+    assert [(f.id, f.severity) for f in findings] == [("label-map-not-config", Severity.ERROR)]
+    assert "is a label map" in findings[0].message and "label_map_path" in (findings[0].fix or "")
 
 
 def test_a_train_reader_without_input_and_evaluation_on_training_data(world: World):

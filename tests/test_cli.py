@@ -40,14 +40,18 @@ def test_the_cli_path_never_imports_tensorflow(zoo: Zoo):
 
 
 def test_list_filters_and_marks_cached(zoo: Zoo):
-    classification = zoo.run("list", "--family", "tf2-classification").stdout.splitlines()
+    header, *classification = zoo.run("list", "--family", "tf2-classification").stdout.splitlines()
+    assert header.split() == ["NAME", "FAMILY", "ARCHITECTURE", "INPUT", "px", "SPEED", "ms", "COCO", "mAP"]
     assert len(classification) == 14
     faster = zoo.run("list", "--arch", "faster_rcnn", "--json").stdout.splitlines()
     assert faster and all("faster_rcnn" in json.loads(line)["meta_architecture"] for line in faster)
-    assert zoo.run("list", "--cached").stdout == ""
+    empty = zoo.run("list", "--cached")
+    assert (empty.returncode, empty.stdout, empty.stderr) == (0, "", "zoo: no model in the cache matches\n")
+    nothing = zoo.run("list", "--arch", "no_such_architecture")
+    assert (nothing.returncode, nothing.stdout, nothing.stderr) == (0, "", "zoo: no model matches\n")
     zoo.run("fetch", MODEL)
     cached = zoo.run("list", "--cached").stdout.splitlines()
-    assert len(cached) == 1 and cached[0].startswith(f"* {MODEL}")
+    assert len(cached) == 2 and cached[1].startswith(f"* {MODEL}")
     rows = [json.loads(line) for line in zoo.run("list", "--json").stdout.splitlines()]
     assert len(rows) == 104 and [r["name"] for r in rows if r["cached"]] == [MODEL]
 
@@ -83,7 +87,11 @@ def test_cache_ls_du_rm_and_prune(zoo: Zoo):
 
     removed = zoo.run("cache", "rm", "ssd_resnet50_v1_fpn")
     assert removed.returncode == 0 and f"removed {MODEL}" in removed.stdout
-    assert zoo.published() == [] and zoo.run("cache", "ls").stdout == ""
+    assert zoo.published() == []
+    empty = zoo.run("cache", "ls")
+    assert (empty.stdout, empty.stderr) == ("", f"zoo: no model this zoo can use in the cache at {zoo.cache}\n")
+    assert zoo.run("verify").stderr == f"zoo: nothing to verify: no model this zoo can use in the cache at {zoo.cache}\n"
+    assert zoo.run("cache", "prune").stderr == f"zoo: nothing to prune in {zoo.cache}\n"
     again = zoo.run("cache", "rm", MODEL)
     assert again.returncode == 10 and "is not in the cache" in again.stderr
 
@@ -240,8 +248,10 @@ def test_cache_dir_flag_and_xdg_are_used_by_the_command(zoo: Zoo, tmp_path: Path
 
 def all_commands() -> list[tuple[str, object]]:
     root = typer.main.get_command(app)
+    context = typer.Context(root)
     found = []
-    for name, command in root.commands.items():
+    for name in root.list_commands(context):
+        command = root.get_command(context, name)
         if hasattr(command, "commands"):  # a group such as `zoo cache`
             found += [(f"{name} {sub}", subcommand) for sub, subcommand in command.commands.items()]
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import SAMPLE_CONFIGS
 
-from zoo.compat import (
+from zoo.config.restore_rules import (
     Effect,
     backbone,
     compare,
@@ -13,7 +13,7 @@ from zoo.compat import (
     guess_architecture,
     structure_problems,
 )
-from zoo.textproto import Document, parse_file
+from zoo.config.textproto import Document, parse_file
 
 SSD_R50_640 = "ssd_resnet50_v1_fpn_640x640_coco17_tpu-8.config"
 SSD_R50_1024 = "ssd_resnet50_v1_fpn_1024x1024_coco17_tpu-8.config"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, SAMPLE_CONFIGS, Zoo
 
-from zoo.textproto import parse_file
+from zoo.config.textproto import parse_file
 
 SAMPLE = SAMPLE_CONFIGS / f"{MODEL}.config"
 LABEL_MAP = "item { id: 1 name: 'cat' }\nitem { id: 2 name: 'dog' }\nitem { id: 3 name: 'bird' }\n"

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zoo import textproto
-from zoo.errors import ConfigError
-from zoo.labelmap import (
+from zoo.config import textproto
+from zoo.config.labelmap import (
     _classes,
     _scanned_items,
     _Unscannable,
@@ -20,6 +19,7 @@ from zoo.labelmap import (
     parse_label_map,
     read_label_map,
 )
+from zoo.errors import ConfigError
 
 WILD = Path(__file__).parent / "data" / "wild_configs"
 
@@ -167,7 +167,7 @@ def test_any_list_of_items_reads_or_fails_with_a_config_error(items):
 
 def test_a_long_item_list_is_read_in_linear_work(monkeypatch):
     """``item: [{...}, ...]`` once copied the whole list once per item: count the copies."""
-    from zoo.textproto import Field
+    from zoo.config.textproto import Field
 
     copied = []
     items = Field.items
@@ -179,7 +179,7 @@ def test_a_long_item_list_is_read_in_linear_work(monkeypatch):
 
 
 def test_a_label_map_past_the_token_limit_is_one_clear_error(monkeypatch, tmp_path):
-    from zoo import textproto
+    from zoo.config import textproto
 
     monkeypatch.setattr(textproto, "MAX_TOKENS", 1000)
     path = tmp_path / "huge.pbtxt"

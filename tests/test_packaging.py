@@ -92,7 +92,7 @@ def test_installed_wheel_lists_models_from_a_fresh_venv(wheel: Path, tmp_path: P
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert listed.returncode == 0, listed.stderr
-    assert len(listed.stdout.splitlines()) == 14
+    assert len(listed.stdout.splitlines()) == 15  # a header row, then 14 models
     where = subprocess.run(
         [str(python), "-c", "from zoo.registry import builtin_registry_path as p; print(p())"],
         cwd=tmp_path, check=True, capture_output=True, text=True,

@@ -14,8 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zoo.errors import ConfigError, UsageError
-from zoo.textproto import (
+from zoo.config.textproto import (
     STRING,
     Document,
     Identifier,
@@ -31,6 +30,7 @@ from zoo.textproto import (
     parse,
     parse_file,
 )
+from zoo.errors import ConfigError, UsageError
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = sorted((DATA / "tf2_sample_configs").glob("*.config"))
@@ -413,7 +413,12 @@ def test_meta_architecture_errors():
         ("a {\n  b: 1\n", "3:1: '{' opened on line 1 is not closed, found the end of the file"),
         ("a: 12abc", "1:4: malformed number near '12abc'"),
         ("a: 1.2.3", "1:4: malformed number near '1.2.3'"),
-        ('a: "C:\\Users"', "1:7: malformed \\U escape (write \\\\ for a backslash) near '\\Users'"),
+        ('a: "C:\\Users"', "1:7: malformed \\U escape: in a path, write forward slashes (C:/Users/...), which "
+                           "TensorFlow reads on Windows too, or \\\\ for a backslash near '\\Users'"),
+        # A config saved as a Python dict (or JSON) says so and how to write text format.
+        ("{'model': {'ssd': {}}}", "1:1: this is a Python dict or JSON, not protobuf text format; write the config "
+                                   "as text (model { ssd { ... } }), e.g. with google.protobuf.text_format."
+                                   "MessageToString(pipeline_config) near '{'"),
         ("}", "1:1: expected a field name near '}'"),
         ("a 1", "1:3: expected ':' or '{' after 'a' near '1'"),
         ("a: [1, 2", "1:9: expected ',' or ']' in the list, found the end of the file"),

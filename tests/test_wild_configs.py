@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from zoo.check import Finding, Severity, check
+from zoo.config.checks import Finding, Severity, check
+from zoo.config.facts import gather
+from zoo.config.textproto import Document, parse_file
 from zoo.errors import ConfigError
-from zoo.facts import gather
-from zoo.textproto import Document, parse_file
 
 WILD = ROOT / "tests" / "data" / "wild_configs"
 

@@ -11,6 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Imported eagerly: ``zoo.fetch`` names both a module and its function, and
+# the import system binds the module to the package attribute the first time
+# anything imports zoo.fetch; binding the function here, after that, keeps
+# ``zoo.fetch(...)`` callable however the process got here. zoo.fetch imports
+# only the light core (no requests, tarfile or tqdm).
+from zoo.fetch import FetchResult, fetch, fetch_many  # noqa: E402, F401 (exported)
+
 _EXPORTS = {
     "Cache": "zoo.cache",
     "Entry": "zoo.cache",
@@ -21,9 +28,6 @@ _EXPORTS = {
     "model_info": "zoo.catalog",
     "select_models": "zoo.catalog",
     "ZooError": "zoo.errors",
-    "FetchResult": "zoo.fetch",
-    "fetch": "zoo.fetch",
-    "fetch_many": "zoo.fetch",
     "build_mirror": "zoo.mirror.build",
     "verify_mirror": "zoo.mirror.build",
     "Model": "zoo.registry",
@@ -33,9 +37,9 @@ _EXPORTS = {
     "VerifyResult": "zoo.verify",
     "verify_cached": "zoo.verify",
 }
-_MODULES = {"checkpoint", "errors", "lockfile", "mirror"}
+_MODULES = {"checkpoint", "config", "errors", "lockfile", "mirror"}
 
-__all__ = sorted([*_EXPORTS, *_MODULES, "__version__"])
+__all__ = sorted([*_EXPORTS, *_MODULES, "FetchResult", "fetch", "fetch_many", "__version__"])
 
 
 def __getattr__(name: str) -> Any:
@@ -47,11 +51,10 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from zoo import checkpoint, errors, lockfile, mirror  # noqa: F401
+    from zoo import checkpoint, config, errors, lockfile, mirror  # noqa: F401
     from zoo.cache import Cache, Entry  # noqa: F401
     from zoo.catalog import Info, Listing, inspect_checkpoint, list_models, model_info, select_models  # noqa: F401
     from zoo.errors import ZooError  # noqa: F401
-    from zoo.fetch import FetchResult, fetch, fetch_many  # noqa: F401
     from zoo.mirror.build import build_mirror, verify_mirror  # noqa: F401
     from zoo.registry import Model, Registry, load_registry  # noqa: F401
     from zoo.settings import Settings  # noqa: F401

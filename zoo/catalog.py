@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from zoo.cache import Cache, Entry
-from zoo.checkpoint import is_checkpoint_path, read_checkpoint, summarize
 from zoo.errors import UsageError
-from zoo.registry import Model, Registry
+from zoo.registry import FAMILIES, Model, Registry
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,7 @@ def list_models(
     cached_only: bool = False,
 ) -> list[Listing]:
     """Models matching the filters; ``architecture`` matches meta-arch or extractor."""
+    check_family(family)
     cached = {entry.name for entry in cache.entries()}
     rows = []
     for model in registry:
@@ -61,6 +61,17 @@ def list_models(
     return rows
 
 
+def check_family(family: str | None) -> None:
+    """A family filter that matches no family is a mistake, not an empty result."""
+    if family is not None and family not in FAMILIES:
+        raise UsageError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+
+
+def model_names(registry: Registry) -> list[str]:
+    """Every name a model can be asked for by: canonical names and aliases, sorted."""
+    return sorted({name for model in registry for name in (model.name, *model.aliases)})
+
+
 def model_info(registry: Registry, cache: Cache, name: str) -> Info:
     model = registry.resolve(cache.model_name(registry, name))
     return Info(model, registry.variants(model), cache.read_entry(model.name))
@@ -72,6 +83,7 @@ def select_models(
     """The models named, or all of one family, or all; each once, in registry order."""
     if not (names or all_models or family):
         raise UsageError("name models, or give --all or --family")
+    check_family(family)
     wanted = {registry.resolve(name).name for name in names}
     return [
         model
@@ -86,6 +98,9 @@ def inspect_checkpoint(
     """What a checkpoint holds: ``target`` is a path (prefix, .index, .data-*,
     directory) or the name of a cached model. A path that names no checkpoint
     is a CheckpointError, not an unknown model."""
+    # Here, not at the top: `zoo list` and `zoo info` need no checkpoint reader (nor crc32c).
+    from zoo.checkpoint import is_checkpoint_path, read_checkpoint, summarize
+
     if is_checkpoint_path(target):
         return summarize(read_checkpoint(target), filter_prefix)
     entry = cache.require_entry(cache.model_name(registry, target))

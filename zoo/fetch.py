@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +70,8 @@ def fetch_many(
     if jobs <= 1:
         yield from ((name, one(name, 0)) for name in names)
         return
+    from concurrent.futures import ThreadPoolExecutor  # only here: every command imports this module
+
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="zoo-fetch") as pool:
         futures = [pool.submit(one, name, i % jobs) for i, name in enumerate(names)]
         for name, future in zip(names, futures):

@@ -101,8 +101,8 @@ def prepare(layers: int) -> Path:
 
 
 def write_config(model_dir: Path, data: Path) -> Path:
-    from zoo.configure import Edits, apply_edits
-    from zoo.textproto import parse_file
+    from zoo.config.configure import Edits, apply_edits
+    from zoo.config.textproto import parse_file
 
     doc = parse_file(SAMPLE)
     apply_edits(doc, Edits(
@@ -136,9 +136,9 @@ def wall(command: list[str], env: dict[str, str] | None = None) -> float:
 
 def in_process(config: Path, reps: int) -> dict[str, float]:
     """Milliseconds per phase inside one process (the library work alone)."""
-    from zoo.check import check
-    from zoo.facts import gather
-    from zoo.textproto import parse_file
+    from zoo.config.checks import check
+    from zoo.config.facts import gather
+    from zoo.config.textproto import parse_file
 
     totals = {"parse_ms": 0.0, "gather_ms": 0.0, "check_ms": 0.0}
     for _ in range(reps):

@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,18 +86,40 @@ class Model:
     sha256: str
 
 
+# Runs argv[2:] as its child and writes "<wall seconds> <peak RSS KiB>" of that
+# child, from the rusage wait4 returns for it, to file descriptor argv[1]. Linux
+# starts an exec'd process's peak RSS at its parent's (fork/vfork share or copy
+# the parent's memory until exec), so a child of this script would report at
+# least this script's peak; a child of this small launcher (no site, no zoo)
+# starts from the launcher's few MB instead.
+LAUNCHER = """
+import os, sys, time
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+os.write(int(sys.argv[1]), f"{time.perf_counter() - started} {usage.ru_maxrss}".encode())
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB, the process and its descendants) and stdout."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    out = process.stdout.read().decode() if process.stdout else ""
-    err = process.stderr.read().decode() if process.stderr else ""
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{command[:3]} failed ({process.returncode}): {err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, out
+    """Wall seconds, peak RSS in MB of this process alone (its own descendants
+    included, as wait4 counts them; nothing else this script ran) and stdout."""
+    read_end, write_end = os.pipe()
+    try:
+        result = subprocess.run(
+            [PYTHON, "-S", "-c", LAUNCHER, str(write_end), *command],
+            env=env, capture_output=True, text=True, pass_fds=(write_end,), check=False,
+        )  # fmt: skip
+        os.close(write_end)
+        wall, rss_kib = os.read(read_end, 256).split()
+    finally:
+        os.close(read_end)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[:3]} failed ({result.returncode}): {result.stderr[-2000:]}")
+    return float(wall), int(rss_kib) / 1024, result.stdout
 
 
 def prepare(large_mb: float, small_mb: float) -> dict[str, Path]:

@@ -1,6 +1,6 @@
 """The I/O edge of `zoo check`: look at the disk for what the config names.
 
-``gather(doc, cwd, ...)`` reads exactly what zoo.check's pure rules need
+``gather(doc, cwd, ...)`` reads exactly what zoo.config.checks' pure rules need
 (``check_document`` runs both):
 the checkpoint's index (through zoo.checkpoint, never TensorFlow) and its own
 pipeline.config, label maps, glob matches and the model_dir's latest
@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from zoo.cache import Cache, checked_name
-from zoo.check import (
+from zoo.checkpoint import Checkpoint, check_files, read_checkpoint, resolve_prefix
+from zoo.config.checks import (
     FINE_TUNE_CHECKPOINT,
     CheckpointFacts,
     Facts,
@@ -29,11 +30,10 @@ from zoo.check import (
     label_map_fields,
     string_value,
 )
-from zoo.checkpoint import Checkpoint, check_files, read_checkpoint, resolve_prefix
+from zoo.config.labelmap import LabelMap, read_label_map
+from zoo.config.textproto import Document, Scalar, parse_file
 from zoo.errors import CheckpointError, ConfigError, UnknownModelError, ZooError
 from zoo.extract import find_pipeline_config
-from zoo.labelmap import LabelMap, read_label_map
-from zoo.textproto import Document, Scalar, parse_file
 
 _DATA = re.compile(r"\.data-\d{5}-of-\d{5}$")
 _STEP = "step/.ATTRIBUTES/VARIABLE_VALUE"  # train_loop's tf.train.Checkpoint(step=global_step, ...)

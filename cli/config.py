@@ -1,4 +1,5 @@
-"""`zoo config` and `zoo check`: each parses, makes one library call, prints."""
+"""`zoo config`, `zoo check` and `zoo inspect`: pipeline configs and the
+checkpoints they restore."""
 
 from __future__ import annotations
 
@@ -9,42 +10,45 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+import zoo
+from zoo.errors import ConfigError, RejectedConfigError, UsageError
 from zoo_cli.common import (
     CacheDirOption,
     JsonOption,
     MirrorOnlyOption,
     MirrorOption,
+    ModelArgument,
     OfflineOption,
     QuietOption,
     RegistryOption,
+    ZooTyper,
+    at_least_one,
     emit,
+    human,
+    plain,
     settings_from,
 )
-from zoo.errors import ConfigError, RejectedConfigError, UsageError
 
 if TYPE_CHECKING:
-    from zoo.configure import Configured
+    from zoo.config.configure import Configured
 
-# The resolver modules (zoo.check, zoo.configure ...) are imported inside the
-# commands: `zoo --help`, `zoo fetch` and the rest never pay for them.
+# The config modules (zoo.config.*) are imported inside the
+# commands: `zoo inspect` never pays for them.
 
-
-def register(app: typer.Typer) -> None:
-    """Add `zoo config` and `zoo check` to ``app``."""
-    app.command("config")(config_command)
-    app.command("check")(check_command)
+app = ZooTyper()
 
 
+@app.command("config")
 def config_command(
-    name: Annotated[str, typer.Argument(help="Model name or alias.", metavar="NAME", show_default=False)],
+    name: ModelArgument,
     template: Annotated[Optional[Path], typer.Option("--from", metavar="CONFIG", help="Start from this config instead of the model's sample config.")] = None,
     checkpoint_type: Annotated[Optional[str], typer.Option("--checkpoint-type", metavar="TYPE", help="classification, detection or full (default: what the checkpoint is made for).")] = None,
     label_map: Annotated[Optional[Path], typer.Option("--label-map", metavar="FILE", help="Label map: sets label_map_path in every reader and num_classes to its highest id.")] = None,
-    num_classes: Annotated[Optional[int], typer.Option("--num-classes", min=1, help="Set num_classes.")] = None,
+    num_classes: Annotated[Optional[int], typer.Option("--num-classes", metavar="N", callback=at_least_one, help="Set num_classes.")] = None,
     train_records: Annotated[Optional[list[str]], typer.Option("--train-records", metavar="GLOB", help="TFRecord file or glob of the train reader (repeatable).")] = None,
     eval_records: Annotated[Optional[list[str]], typer.Option("--eval-records", metavar="GLOB", help="TFRecord file or glob of the first eval reader (repeatable).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Set train_config.batch_size.")] = None,
-    num_steps: Annotated[Optional[int], typer.Option("--num-steps", min=1, help="Set train_config.num_steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", callback=at_least_one, help="Set train_config.batch_size.")] = None,
+    num_steps: Annotated[Optional[int], typer.Option("--num-steps", metavar="N", callback=at_least_one, help="Set train_config.num_steps.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the config here ('-' or default: stdout).")] = None,
     diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff against the template instead of writing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Write even when `zoo check` finds errors, and over a read-only file.")] = False,
@@ -57,8 +61,8 @@ def config_command(
     quiet: QuietOption = False,
 ) -> None:
     """Write a pipeline config ready to train from a zoo model's checkpoint; refuse one that would fail."""
-    from zoo.compat import CHECKPOINT_TYPES
-    from zoo.configure import Request, configure
+    from zoo.config.restore_rules import CHECKPOINT_TYPES
+    from zoo.config.configure import Request, configure
 
     if checkpoint_type is not None and checkpoint_type not in CHECKPOINT_TYPES:
         raise UsageError(f"--checkpoint-type must be one of {', '.join(CHECKPOINT_TYPES)}, got {checkpoint_type!r}")
@@ -88,6 +92,7 @@ def config_command(
         )
 
 
+@app.command("check")
 def check_command(
     config: Annotated[Path, typer.Argument(help="Pipeline config to check.", metavar="CONFIG", show_default=False)],
     model_dir: Annotated[Optional[Path], typer.Option("--model-dir", metavar="DIR", help="The model_dir training will write to: checked for a clash with the checkpoint and for resumption.")] = None,
@@ -95,9 +100,9 @@ def check_command(
     as_json: JsonOption = False,
 ) -> None:
     """Find what would make TF2 training fail at start (or train the wrong thing), with the fix."""
-    from zoo.check import Severity, summary
-    from zoo.facts import check_document
-    from zoo.textproto import parse_file
+    from zoo.config.checks import Severity, summary
+    from zoo.config.facts import check_document
+    from zoo.config.textproto import parse_file
 
     try:
         doc = parse_file(config)
@@ -114,6 +119,32 @@ def check_command(
     emit(as_json, data, text)
     if errors:
         raise RejectedConfigError(f"{config}: {errors} error(s): training would fail or go wrong")
+
+
+@app.command()
+def inspect(
+    target: Annotated[str, typer.Argument(help="A cached model's name, or a checkpoint path (prefix, .index, .data-*, directory).", metavar="NAME|PATH")],
+    filter_prefix: Annotated[Optional[str], typer.Option("--filter", metavar="PREFIX", help="List the variables whose names start with this.")] = None,
+    cache_dir: CacheDirOption = None,
+    registry: RegistryOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what a checkpoint holds, read without TensorFlow: format, objects, tensors, sizes."""
+    settings = settings_from(cache_dir, registry)
+    summary = zoo.inspect_checkpoint(
+        zoo.load_registry(settings.registry_files), zoo.Cache(settings.cache_dir), target, filter_prefix
+    )
+    lines = [
+        f"prefix: {summary['prefix']}",
+        f"format: {summary['format']}",
+        f"root objects: {plain(summary['root_objects'])}",
+        f"model children: {plain(summary['model_children'])}",
+        f"tensors: {summary['tensors']}  parameters: {summary['parameters']:,}  "
+        f"bytes: {human(summary['bytes'])}  shards: {summary['shards']}",
+        "dtypes: " + ", ".join(f"{k}={v}" for k, v in summary["dtypes"].items()),
+    ]
+    lines += [f"  {v['name']}  {v['dtype']}  {v['shape']}" for v in summary.get("variables", [])]
+    emit(as_json, summary, "\n".join(lines))
 
 
 # -- output -----------------------------------------------------------------------------
@@ -157,6 +188,3 @@ def _config_json(
     elif output is None and not refused:
         data["config"] = result.text
     return data
-
-
-# Last, on purpose: zoo_cli.main imports this module while it loads (see the docstring).

@@ -117,7 +117,7 @@ def _snippet(text: str) -> str:
 # --------------------------------------------------------------------------
 # Tokens
 
-# Token spellings, shared with zoo.labelmap's scanner so that both read one language.
+# Token spellings, shared with zoo.config.labelmap's scanner so that both read one language.
 SPACE = r"[ \t\r\n\v\f]"
 COMMENT = r"\#[^\n]*"
 # A string: one line, escapes kept; written as an unrolled loop, which matches
@@ -170,6 +170,11 @@ _SIMPLE_ESCAPES = {
 _TRUE = frozenset({"true", "True", "t"})
 _FALSE = frozenset({"false", "False", "f"})
 _CLOSER = {"{": "}", "<": ">"}
+# A "{" where a top-level field must start: a config saved as a Python dict or JSON.
+_NOT_TEXT_FORMAT = (
+    "this is a Python dict or JSON, not protobuf text format; write the config as text "
+    "(model { ssd { ... } }), e.g. with google.protobuf.text_format.MessageToString(pipeline_config)"
+)
 
 
 class _Token(NamedTuple):
@@ -256,7 +261,8 @@ def _escape_bytes(match: re.Match[str], src: _Source, offset: int, near: str) ->
     if hex2:
         return bytes([int(hex2, 16)])
     if truncated:
-        raise src.error(offset, f"malformed \\{truncated} escape (write \\\\ for a backslash)", near)
+        raise src.error(offset, f"malformed \\{truncated} escape: in a path, write forward slashes "
+                        "(C:/Users/...), which TensorFlow reads on Windows too, or \\\\ for a backslash", near)
     if simple is not None:
         return _SIMPLE_ESCAPES.get(simple, b"\\" + simple.encode("utf-8"))
     try:
@@ -454,6 +460,8 @@ class _Parser:
             name, head = name_token.text, [name_token]
         elif name_token.text == "[":
             name, head = self.extension_name(name_token)
+        elif depth == 0 and name_token.text == "{":
+            raise self.fail(name_token, _NOT_TEXT_FORMAT)
         else:
             raise self.fail(name_token, "expected a field name")
         colon = self.accept(":")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from zoo.textproto import Document, Message, Value, meta_architecture
+from zoo.config.textproto import Document, Message, Value, meta_architecture
 
 CHECKPOINT_TYPES = ("classification", "detection", "full")
 DEFAULT_TYPE = "classification"  # what the trainer assumes for an empty type

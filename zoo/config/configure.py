@@ -2,10 +2,10 @@
 
 ``configure`` fetches the model (a cache hit opens no connection), takes its
 sample config or ``--from``, writes the fine-tune fields and whatever the user
-asked for through zoo.textproto (so every other byte stays as it was), then
-runs zoo.check on the result exactly as the trainer would see it. Refusing to
-write is the caller's business (``Configured.blocking`` says what would stop
-training); ``Configured.write`` writes it.
+asked for through zoo.config.textproto (so every other byte stays as it was),
+then runs zoo.config.checks on the result exactly as the trainer would see it.
+Refusing to write is the caller's business (``Configured.blocking`` says what
+would stop training); ``Configured.write`` writes it.
 """
 
 from __future__ import annotations
@@ -16,15 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo.check import FINE_TUNE_CHECKPOINT, Finding, Severity, is_remote
-from zoo.errors import UsageError
-from zoo.facts import check_document
-from zoo.fetch import FetchResult, fetch
-from zoo.fsutil import write_output
-from zoo.labelmap import LabelMap, read_label_map
-from zoo.registry import Model, load_registry
-from zoo.settings import Settings
-from zoo.textproto import (
+from zoo.config.checks import FINE_TUNE_CHECKPOINT, Finding, Severity, is_remote
+from zoo.config.facts import check_document
+from zoo.config.labelmap import LabelMap, read_label_map
+from zoo.config.textproto import (
     Document,
     Found,
     Identifier,
@@ -33,6 +28,11 @@ from zoo.textproto import (
     parse,
     read_text,
 )
+from zoo.errors import UsageError
+from zoo.fetch import FetchResult, fetch
+from zoo.fsutil import write_output
+from zoo.registry import Model, load_registry
+from zoo.settings import Settings
 
 # The checkpoint type each family's checkpoints are made for (tfod_reference.md (b)).
 TYPE_FOR_FAMILY = {"tf2-detection": "detection", "tf2-classification": "classification", "tf1-detection": "detection"}

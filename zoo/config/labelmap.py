@@ -39,9 +39,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from os import PathLike
 
-from zoo import textproto
-from zoo.errors import ConfigError
-from zoo.textproto import (
+from zoo.config import textproto
+from zoo.config.textproto import (
     COMMENT,
     IDENT,
     NUMBER,
@@ -56,6 +55,7 @@ from zoo.textproto import (
     parse,
     read_text,
 )
+from zoo.errors import ConfigError
 
 _STRING_FIELDS = ("name", "display_name")
 # Other StringIntLabelMapItem fields: accepted, not interpreted.

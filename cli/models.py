@@ -1,0 +1,150 @@
+"""`zoo fetch`, `zoo list`, `zoo info`, `zoo lock`: the registry's models."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+import zoo
+from zoo.errors import UsageError, ZooError
+from zoo_cli.common import (
+    CacheDirOption,
+    JsonOption,
+    MirrorOnlyOption,
+    MirrorOption,
+    ModelArgument,
+    OfflineOption,
+    QuietOption,
+    RegistryOption,
+    ZooTyper,
+    at_least_one,
+    complete_model_name,
+    emit,
+    fail,
+    note,
+    plain,
+    settings_from,
+)
+
+app = ZooTyper()
+
+ModelsArgument = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Model names or aliases.", metavar="NAME...", show_default=False, autocompletion=complete_model_name),
+]
+
+
+@app.command()
+def fetch(
+    names: ModelsArgument = None,
+    lock: Annotated[Optional[Path], typer.Option("--lock", metavar="FILE", help="Fetch exactly the models a lock file pins.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N", callback=at_least_one, help="Models fetched at once.")] = 1,
+    cache_dir: CacheDirOption = None,
+    registry: RegistryOption = None,
+    mirror: MirrorOption = None,
+    offline: OfflineOption = False,
+    mirror_only: MirrorOnlyOption = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Download, verify and extract models; print each checkpoint prefix (fine_tune_checkpoint)."""
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only)
+    if lock:
+        settings, locked = zoo.lockfile.with_lock(lock, settings)
+        names = [*(names or []), *locked]
+    if not names:
+        raise UsageError("name at least one model, or give --lock FILE")
+    if quiet:
+        logging.getLogger("zoo").setLevel(logging.ERROR)
+    show_bar = sys.stdout.isatty() and not quiet and not as_json
+    first_failure = 0
+    for name, outcome in zoo.fetch_many(list(dict.fromkeys(names)), settings=settings, jobs=jobs, progress=show_bar):
+        if isinstance(outcome, ZooError):
+            fail(name, outcome, as_json)
+            first_failure = first_failure or outcome.exit_code
+            continue
+        emit(as_json, {"ok": True, **outcome.to_dict()}, str(outcome.checkpoint))
+        state = "cached" if outcome.from_cache else "fetched"
+        logging.getLogger("zoo").info("%s: %s (sha256:%s)", outcome.name, state, outcome.sha256)
+    if first_failure:
+        raise typer.Exit(first_failure)
+
+
+@app.command("lock")
+def lock_(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Models to pin.", metavar="[NAME...]", show_default=False, autocompletion=complete_model_name)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Lock file to write ('-': stdout).")] = Path("zoo.lock"),
+    force: Annotated[bool, typer.Option("--force", help="Replace a read-only lock file.")] = False,
+    key: Annotated[Optional[Path], typer.Option("--key", metavar="FILE", help="Print the CI cache key of this lock file instead.")] = None,
+    cache_dir: CacheDirOption = None,
+    registry: RegistryOption = None,
+    mirror: MirrorOption = None,
+    offline: OfflineOption = False,
+    mirror_only: MirrorOnlyOption = False,
+) -> None:
+    """Pin models to their exact bytes (name, URL, sha256, size) in a lock file."""
+    from zoo.fsutil import write_output
+
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only)
+    if key:
+        typer.echo(zoo.lockfile.lock_key(zoo.lockfile.read_lock(key, zoo.load_registry(settings.registry_files))))
+        return
+    if not names:
+        raise UsageError("name the models to lock (or give --key FILE)")
+    text = zoo.lockfile.render_lock(zoo.lockfile.lock_models(names, settings))
+    write_output(output, text.encode(), force)
+    if str(output) != "-":
+        typer.echo(f"wrote {output}")
+
+
+# `zoo list` columns: header (with units), then how each row is laid out.
+LIST_HEADER = f"  {'NAME':<72} {'FAMILY':<18} {'ARCHITECTURE':<12} {'INPUT px':>9} {'SPEED ms':>8} {'COCO mAP':>9}"
+
+
+@app.command("list")
+def list_(
+    family: Annotated[Optional[str], typer.Option("--family", metavar="FAMILY", help="tf2-detection, tf2-classification or tf1-detection.")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", metavar="ARCH", help="Substring of the meta-architecture or feature extractor.")] = None,
+    cached: Annotated[bool, typer.Option("--cached", help="Only models in the cache.")] = False,
+    cache_dir: CacheDirOption = None,
+    registry: RegistryOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List registry models; '*' marks cached ones."""
+    settings = settings_from(cache_dir, registry)
+    rows = zoo.list_models(
+        zoo.load_registry(settings.registry_files), zoo.Cache(settings.cache_dir), family, arch, cached
+    )
+    if not rows:
+        note("no model in the cache matches" if cached else "no model matches")
+        return
+    if not as_json:
+        typer.echo(LIST_HEADER)
+    for row in rows:
+        model = row.model
+        size = "x".join(map(str, model.input_size)) if model.input_size else "-"
+        text = (
+            f"{'*' if row.cached else ' '} {model.name:<72} {model.family:<18} "
+            f"{model.meta_architecture or '-':<12} {size:>9} {f'{model.speed_ms:g}' if model.speed_ms else '-':>8} {model.coco_map or '-':>9}"
+        )
+        emit(as_json, row.to_dict(), text)
+
+
+@app.command()
+def info(
+    name: ModelArgument,
+    cache_dir: CacheDirOption = None,
+    registry: RegistryOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one model: URL, sample config, architecture, variants, cache state."""
+    settings = settings_from(cache_dir, registry)
+    details = zoo.model_info(zoo.load_registry(settings.registry_files), zoo.Cache(settings.cache_dir), name)
+    data = details.to_dict()
+    lines = [f"{key}: {plain(value)}" for key, value in data.items() if key != "variants"]
+    lines.append("variants: " + (", ".join(data["variants"]) or "-"))
+    emit(as_json, data, "\n".join(lines))

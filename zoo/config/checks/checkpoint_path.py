@@ -1,0 +1,129 @@
+"""``fine_tune_checkpoint``: is there a checkpoint where it points, spelled as a prefix.
+
+``checkpoint_rules`` is the entry point for everything the checkpoint decides:
+it runs the version and type rules (zoo.config.checks.version_type) too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from zoo.config.checks.common import (
+    BAD_INDEX,
+    CHECKPOINT_TYPE,
+    FINE_TUNE_CHECKPOINT,
+    NOT_FOUND,
+    NOT_OBJECT_BASED,
+    SHARD_MISSING,
+    SHARD_TRUNCATED,
+    TABLE_ERROR,
+    CheckpointFacts,
+    Facts,
+    Finding,
+    Severity,
+    first_scalar,
+    path_hints,
+)
+from zoo.config.checks.version_type import legacy_rules, type_rules, version_rules
+from zoo.config.textproto import Document, Scalar
+
+
+def checkpoint_rules(doc: Document, facts: Facts, arch: str | None) -> list[Finding]:
+    node = first_scalar(doc, FINE_TUNE_CHECKPOINT)
+    if node is None or (node.kind == "string" and node.as_str() == ""):
+        return [_no_checkpoint(doc, node)]
+    # A value is set (placeholders included): the trainer will try to fine-tune.
+    checkpoint = facts.checkpoint
+    findings = legacy_rules(doc) + version_rules(doc)
+    if checkpoint is not None:
+        findings += _location_rules(node, checkpoint, facts.cwd)
+    if checkpoint is not None and checkpoint.readable and not checkpoint.object_based:
+        findings.append(Finding(
+            "checkpoint-tf1", Severity.ERROR, FINE_TUNE_CHECKPOINT, node.line,
+            f"{checkpoint.prefix} is a TF1 name-based checkpoint (written by tf.compat.v1.train.Saver); "
+            "the TF2 trainer restores object-based checkpoints only", NOT_OBJECT_BASED,
+            "fine-tune from the TF2 zoo model of this architecture (`zoo list --family tf2-detection`), "
+            "or train with TF1's model_main.py"))  # fmt: skip
+    if arch is not None:
+        findings += type_rules(doc, node, checkpoint, arch)
+    return findings
+
+
+def _no_checkpoint(doc: Document, node: Scalar | None) -> Finding:
+    typed = first_scalar(doc, CHECKPOINT_TYPE)
+    why = f" although fine_tune_checkpoint_type is {typed.text}" if typed is not None else ""
+    return Finding("checkpoint-missing", Severity.WARNING, FINE_TUNE_CHECKPOINT, node.line if node else None,
+                   f"no fine_tune_checkpoint{why}: training starts from random weights", None,
+                   "write a checkpoint prefix to fine-tune (`zoo config NAME` writes a zoo model's)")  # fmt: skip
+
+
+def _location_rules(node: Scalar, checkpoint: CheckpointFacts, cwd: Path) -> list[Finding]:
+    value, line = checkpoint.value, node.line
+    if checkpoint.kind == "remote":
+        return [Finding("checkpoint-remote", Severity.NOTE, FINE_TUNE_CHECKPOINT, line,
+                        f"{value} is remote; zoo cannot check it from here")]  # fmt: skip
+    relative = not os.path.isabs(value)
+    if checkpoint.prefix is None:
+        return [_not_found(node, checkpoint, cwd, relative)]  # its hints say how relative paths resolve
+    findings = []
+    if relative:
+        findings.append(Finding(
+            "relative-path", Severity.WARNING, FINE_TUNE_CHECKPOINT, line,
+            f"{value!r} is relative: the trainer resolves it against the directory training starts in "
+            f"(here checked against {cwd})", None, f'an absolute prefix: "{checkpoint.prefix}"'))  # fmt: skip
+    if checkpoint.kind in ("directory", "index", "data", "meta"):
+        findings.append(_not_a_prefix(node, checkpoint, cwd, relative))
+    refetch = "fetch the checkpoint again (`zoo cache rm NAME && zoo fetch NAME` for a zoo model)"
+    if checkpoint.error:
+        error = BAD_INDEX if "magic" in checkpoint.error else None
+        findings.append(Finding("checkpoint-unreadable", Severity.ERROR, FINE_TUNE_CHECKPOINT, line,
+                                checkpoint.error, error, refetch))  # fmt: skip
+    if checkpoint.shards_error:
+        missing = re.match(r"(.*): data shard is missing$", checkpoint.shards_error)
+        error = SHARD_MISSING.format(missing[1]) if missing else SHARD_TRUNCATED
+        findings.append(Finding("checkpoint-incomplete", Severity.ERROR, FINE_TUNE_CHECKPOINT, line,
+                                f"{checkpoint.shards_error}; the index reads, the restore would not",
+                                error, refetch))  # fmt: skip
+    return findings
+
+
+def _not_found(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, relative: bool) -> Finding:
+    hints = path_hints(checkpoint.value, cwd)
+    if checkpoint.value.endswith(("saved_model.pb", "saved_model", "saved_model/")):
+        hints.append("a SavedModel is not a checkpoint: the zoo's checkpoint is <model>/checkpoint/ckpt-0")
+    fix = (f'fine_tune_checkpoint: "{_styled(checkpoint.nearby, cwd, relative)}"' if checkpoint.nearby
+           else "write the prefix of an existing checkpoint (the path without .index)")  # fmt: skip
+    message = f"no checkpoint at {checkpoint.value!r}: {_without_path(checkpoint.error or '', checkpoint.path)}"
+    if hints:
+        message += " (" + "; ".join(hints) + ")"
+    return Finding("checkpoint-not-found", Severity.ERROR, FINE_TUNE_CHECKPOINT, node.line, message,
+                   NOT_FOUND.format(checkpoint.value), fix)  # fmt: skip
+
+
+def _not_a_prefix(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, relative: bool) -> Finding:
+    value = checkpoint.value
+    what = {"directory": "a directory", "index": "the checkpoint's .index file",
+            "data": "a data shard", "meta": "the TF1 .meta graph file"}[checkpoint.kind]  # fmt: skip
+    if checkpoint.kind == "directory":
+        error = TABLE_ERROR.format(value, f"FAILED_PRECONDITION: {value}; Is a directory")
+    elif checkpoint.kind == "index":
+        error = NOT_OBJECT_BASED  # list_variables reads no variable from an .index path
+    else:
+        error = TABLE_ERROR.format(value, "DATA_LOSS: not an sstable (bad magic number)")
+    return Finding("checkpoint-not-prefix", Severity.ERROR, FINE_TUNE_CHECKPOINT, node.line,
+                   f"{value!r} names {what}, not a checkpoint prefix", error,
+                   f'fine_tune_checkpoint: "{_styled(checkpoint.prefix, cwd, relative)}"')  # fmt: skip
+
+
+def _without_path(error: str, path: Path) -> str:
+    """A zoo.checkpoint error without its leading path, which the message already names."""
+    return error.removeprefix(f"{path}: ")
+
+
+def _styled(path: Path | None, cwd: Path, relative: bool) -> str:
+    """``path`` spelled as the user spells theirs: relative stays relative."""
+    if path is None:
+        return ""
+    return os.path.relpath(path, cwd) if relative else str(path)

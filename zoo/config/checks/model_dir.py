@@ -1,0 +1,58 @@
+"""``--model-dir``: the fine-tune checkpoint's own directory, or a training
+that would resume (or has already finished) there."""
+
+from __future__ import annotations
+
+import os
+
+from zoo.config.checks.common import (
+    FINE_TUNE_CHECKPOINT,
+    NUM_STEPS,
+    SAME_DIR,
+    Facts,
+    Finding,
+    ModelDirFacts,
+    Severity,
+    first_scalar,
+)
+from zoo.config.textproto import Document
+
+
+def model_dir_rules(doc: Document, facts: Facts) -> list[Finding]:
+    model_dir, checkpoint = facts.model_dir, facts.checkpoint
+    if model_dir is None:
+        return []
+    findings = []
+    if checkpoint is not None and checkpoint.kind != "remote":
+        given_dir = os.path.dirname(checkpoint.value)
+        if os.path.abspath(os.path.join(facts.cwd, given_dir)) == os.path.abspath(model_dir.path):
+            findings.append(Finding("model-dir-is-checkpoint-dir", Severity.ERROR, FINE_TUNE_CHECKPOINT, None,
+                                    f"model_dir {model_dir.path} is the fine-tune checkpoint's directory",
+                                    SAME_DIR.format(given_dir, model_dir.path),
+                                    "train into a new, empty directory"))  # fmt: skip
+    if model_dir.checkpoint_subdir:
+        findings.append(Finding("model-dir-zoo-layout", Severity.WARNING, "", None,
+                                f"{model_dir.path} holds a directory named 'checkpoint' where TensorFlow writes "
+                                "its checkpoint state file (a zoo model's top directory?); saving would fail",
+                                None, "train into a new, empty directory"))  # fmt: skip
+    if model_dir.error:
+        findings.append(Finding("model-dir-unreadable", Severity.WARNING, "", None,
+                                f"{model_dir.path}: {model_dir.error}; training would try to resume from it"))  # fmt: skip
+    if model_dir.latest is not None:
+        findings.append(_resume_finding(doc, model_dir))
+    return findings
+
+
+def _resume_finding(doc: Document, model_dir: ModelDirFacts) -> Finding:
+    node = first_scalar(doc, NUM_STEPS)
+    num_steps = node.as_int() if node is not None and node.kind == "number" else 0
+    at = f"{model_dir.latest.name}" + (f" (step {model_dir.step})" if model_dir.step is not None else "")  # type: ignore[union-attr]
+    if model_dir.step is not None and num_steps and model_dir.step >= num_steps:
+        return Finding("model-dir-finished", Severity.ERROR, NUM_STEPS, node.line if node else None,
+                       f"{model_dir.path} already holds {at}, at or past num_steps {num_steps}: training restores "
+                       "it and exits without a step", None,
+                       "a new, empty model_dir to fine-tune again, or a higher num_steps to continue")  # fmt: skip
+    return Finding("model-dir-resumes", Severity.WARNING, "", None,
+                   f"{model_dir.path} already holds {at}: training resumes from it (weights, step, optimizer) and "
+                   "the fine-tune checkpoint's weights are overwritten", None,
+                   "a new, empty model_dir to fine-tune from the checkpoint; keep this one to continue training")  # fmt: skip
