@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Optional
@@ -140,6 +142,12 @@ def interrupted() -> None:
     # On a terminal the cursor may sit at the end of a progress bar (or of the
     # "^C" the terminal echoed): end that line so the message starts its own.
     typer.echo(("\n" if sys.stderr.isatty() else "") + INTERRUPTED, err=True)
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        # `--jobs N` workers are still downloading, and Python would wait for them
+        # at exit. Their partials are on disk and the kernel drops their locks.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 class ZooCommand(TyperCommand):

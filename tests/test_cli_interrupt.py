@@ -13,8 +13,11 @@ import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
 
-from conftest import MODEL, TARBALL_PATH, Zoo
+import pytest
+
+from conftest import MODEL, TARBALL_PATH, Zoo, model_entry
 from httpserver import FileServer
 
 INTERRUPTED = "zoo: interrupted; run the same command to resume"
@@ -97,3 +100,24 @@ def test_completion_offers_model_names_and_aliases_without_the_download_stack(zo
 def test_install_completion_is_offered(zoo: Zoo):
     shown = zoo.run("--show-completion", "bash", SHELL="/bin/bash")
     assert shown.returncode == 0 and "_ZOO_COMPLETE=complete_bash" in shown.stdout, shown.stderr
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_with_several_jobs_exits_at_once_and_keeps_every_partial(zoo: Zoo, upstream: FileServer, tarball):
+    second = "/models/second.tar.gz"
+    upstream.add(second, tarball.read_bytes())
+    zoo.write_registry([model_entry(upstream), model_entry(upstream, name="second_model", aliases=[],
+                                                           url=upstream.url_for(second), sample_config=None)])  # fmt: skip
+    for path in (TARBALL_PATH, second):
+        upstream.throttle(path, 128 * 1024)
+    fetching = zoo.popen("fetch", MODEL, "second_model", "--jobs", "2")
+    partials = [zoo.cache / "downloads" / f"{name}@{Path(path).name}.part"
+                for name, path in ((MODEL, TARBALL_PATH), ("second_model", second))]  # fmt: skip
+    while not all(p.exists() and p.stat().st_size >= 128 * 1024 for p in partials):
+        assert fetching.poll() is None, fetching.communicate()
+        time.sleep(0.02)
+    fetching.send_signal(signal.SIGINT)
+    # Before the fix the pool waited for both throttled downloads to finish (about 16 s each).
+    _, stderr = fetching.communicate(timeout=10)
+    assert fetching.returncode == 130 and stderr.endswith(f"{INTERRUPTED}\n"), stderr
+    assert all(p.stat().st_size >= 128 * 1024 for p in partials)

@@ -72,10 +72,15 @@ def fetch_many(
         return
     from concurrent.futures import ThreadPoolExecutor  # only here: every command imports this module
 
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="zoo-fetch") as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="zoo-fetch")
+    try:
         futures = [pool.submit(one, name, i % jobs) for i, name in enumerate(names)]
         for name, future in zip(names, futures):
             yield name, future.result()
+    finally:
+        # Not `with`: on Ctrl-C (or a caller that stops early) it would wait for
+        # every running download. Their partials stay on disk for the next run.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def fetch(

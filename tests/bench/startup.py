@@ -1,8 +1,8 @@
 """Benchmark: how long `zoo` takes to start, against a bare `python -c pass`.
 
 For each Typer the package allows, the newest (this venv) and the oldest
-(a scratch venv under .bench/typer-0.12, created on the first run with
-typer 0.12 and click < 8.2, its contemporary, plus an editable zoo), times as
+(a scratch venv under .bench/typer-0.16, created on the first run with
+typer 0.16 and the newest click, plus an editable zoo), times as
 whole processes, alternating, several runs of
 
 - `python -c pass` (that venv's interpreter: the unit of every ratio);
@@ -38,8 +38,8 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from tarballs import make_zoo_tarball  # noqa: E402
 
-OLD_TYPER = BENCH / "typer-0.12"
-OLD_PACKAGES = ["typer==0.12.*", "click<8.2", "requests>=2.28", "urllib3>=2.1", "crc32c>=2.4", "isal>=1.6", "tqdm>=4.64"]
+OLD_TYPER = BENCH / "typer-0.16"
+OLD_PACKAGES = ["typer==0.16.*", "requests>=2.28", "urllib3>=2.1", "crc32c>=2.4", "isal>=1.6", "tqdm>=4.64"]
 MODEL = "ssd_resnet50_v1_fpn_640x640_coco17_tpu-8"
 TARBALL_PATH = f"download.tensorflow.org/models/object_detection/tf2/20200711/{MODEL}.tar.gz"
 # Command label -> target ratio to `python -c pass` (from the issue).
@@ -47,8 +47,7 @@ TARGETS = {"zoo fetch (warm)": 5.0, "zoo list": 6.0, "zoo --help": 8.0, "zoo che
 
 
 def old_typer_venv() -> Path:
-    """The oldest Typer pyproject.toml allows, with the click it was made for
-    (typer 0.12 misreads flags under click 8.2+)."""
+    """The oldest Typer pyproject.toml allows (0.16: older ones misread flags under click 8.2+)."""
     python = OLD_TYPER / "bin" / "python"
     if not python.exists():
         print(f"creating {OLD_TYPER} ...", flush=True)
