@@ -58,6 +58,14 @@ OfflineOption = Annotated[
 MirrorOnlyOption = Annotated[
     bool, typer.Option("--mirror-only", help="Never fall back to the upstream URL (also $ZOO_MIRROR_ONLY=1).")
 ]
+AllowHttpOption = Annotated[
+    bool, typer.Option("--allow-http", help="Fetch the zoo's http:// URLs as plain HTTP, not HTTPS (also $ZOO_ALLOW_HTTP=1).")
+]
+RequireVerifiedOption = Annotated[
+    bool,
+    typer.Option("--require-verified", help="Refuse bytes no pin, mirror index or server hash vouches for "
+                 "(also $ZOO_REQUIRE_VERIFIED=1)."),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes on stderr.")]
 ModelArgument = Annotated[
@@ -71,6 +79,8 @@ def settings_from(
     mirror: list[str] | None = None,
     offline: bool = False,
     mirror_only: bool = False,
+    allow_http: bool = False,
+    require_verified: bool = False,
 ) -> Any:
     from zoo.settings import Settings
 
@@ -80,6 +90,8 @@ def settings_from(
         mirrors=mirror or (),
         offline=True if offline else None,
         mirror_only=True if mirror_only else None,
+        allow_http=True if allow_http else None,
+        require_verified=True if require_verified else None,
         registry_files=registry or (),
     )
 

@@ -13,6 +13,7 @@ import typer
 import zoo
 from zoo.errors import ConfigError, RejectedConfigError, UsageError
 from zoo_cli.common import (
+    AllowHttpOption,
     CacheDirOption,
     JsonOption,
     MirrorOnlyOption,
@@ -21,6 +22,7 @@ from zoo_cli.common import (
     OfflineOption,
     QuietOption,
     RegistryOption,
+    RequireVerifiedOption,
     ZooTyper,
     at_least_one,
     emit,
@@ -57,6 +59,8 @@ def config_command(
     mirror: MirrorOption = None,
     offline: OfflineOption = False,
     mirror_only: MirrorOnlyOption = False,
+    allow_http: AllowHttpOption = False,
+    require_verified: RequireVerifiedOption = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -68,7 +72,7 @@ def config_command(
         raise UsageError(f"--checkpoint-type must be one of {', '.join(CHECKPOINT_TYPES)}, got {checkpoint_type!r}")
     if quiet or as_json:
         logging.getLogger("zoo").setLevel(logging.ERROR)
-    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only)
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
     request = Request(
         name, template, checkpoint_type, label_map, num_classes,
         tuple(train_records or ()), tuple(eval_records or ()), batch_size, num_steps,

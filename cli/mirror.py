@@ -12,6 +12,7 @@ import typer
 import zoo
 from zoo.errors import IntegrityError
 from zoo_cli.common import (
+    AllowHttpOption,
     CacheDirOption,
     JsonOption,
     MirrorOnlyOption,
@@ -19,6 +20,7 @@ from zoo_cli.common import (
     OfflineOption,
     QuietOption,
     RegistryOption,
+    RequireVerifiedOption,
     ZooTyper,
     complete_model_name,
     emit,
@@ -46,11 +48,13 @@ def mirror_build(
     mirror: MirrorOption = None,
     offline: OfflineOption = False,
     mirror_only: MirrorOnlyOption = False,
+    allow_http: AllowHttpOption = False,
+    require_verified: RequireVerifiedOption = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Download archives and sample configs into a mirror, incrementally, with its index."""
-    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only)
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
     if lock:
         settings, locked = zoo.lockfile.with_lock(lock, settings)
         names = [*(names or []), *locked]

@@ -12,6 +12,7 @@ import typer
 import zoo
 from zoo.errors import UsageError, ZooError
 from zoo_cli.common import (
+    AllowHttpOption,
     CacheDirOption,
     JsonOption,
     MirrorOnlyOption,
@@ -20,6 +21,7 @@ from zoo_cli.common import (
     OfflineOption,
     QuietOption,
     RegistryOption,
+    RequireVerifiedOption,
     ZooTyper,
     at_least_one,
     complete_model_name,
@@ -48,11 +50,13 @@ def fetch(
     mirror: MirrorOption = None,
     offline: OfflineOption = False,
     mirror_only: MirrorOnlyOption = False,
+    allow_http: AllowHttpOption = False,
+    require_verified: RequireVerifiedOption = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Download, verify and extract models; print each checkpoint prefix (fine_tune_checkpoint)."""
-    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only)
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
     if lock:
         settings, locked = zoo.lockfile.with_lock(lock, settings)
         names = [*(names or []), *locked]
@@ -85,11 +89,13 @@ def lock_(
     mirror: MirrorOption = None,
     offline: OfflineOption = False,
     mirror_only: MirrorOnlyOption = False,
+    allow_http: AllowHttpOption = False,
+    require_verified: RequireVerifiedOption = False,
 ) -> None:
     """Pin models to their exact bytes (name, URL, sha256, size) in a lock file."""
     from zoo.fsutil import write_output
 
-    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only)
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
     if key:
         typer.echo(zoo.lockfile.lock_key(zoo.lockfile.read_lock(key, zoo.load_registry(settings.registry_files))))
         return

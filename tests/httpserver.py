@@ -4,7 +4,8 @@ It serves in-memory blobs and/or a directory tree with the validators a CDN send
 (ETag, Last-Modified, byte ranges, If-Range), records every request, and can be told
 to misbehave per path: error statuses, dropped connections, ignored or short ranges,
 hangs, corrupted bodies, other bodies (a login page), endless bodies, missing
-validators and throttled transfers.
+validators and throttled transfers. Given an ``ssl.SSLContext`` it serves over
+TLS only; ``goog_hash`` makes it send Cloud Storage's hash headers for a path.
 
     with FileServer() as server:
         server.add("/models/x.tar.gz", data)
@@ -15,10 +16,12 @@ validators and throttled transfers.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import re
 import socket
+import ssl
 import socketserver
 import sys
 import threading
@@ -31,6 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal, Union
 from urllib.parse import quote, unquote, urlsplit
+
+import crc32c
 
 __all__ = ["Fault", "FileServer", "RequestRecord"]
 
@@ -68,6 +73,8 @@ class RequestRecord:
     if_range: str | None
     status: int | None = None
     bytes_sent: int = 0
+    tls: bool = False  # the request came over a TLS connection
+    host: str | None = None  # its Host header
 
 
 @dataclass(frozen=True)
@@ -112,8 +119,11 @@ class FileServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.root = Path(root).resolve() if root is not None else None
+        self.tls = tls
+        self.tls_refused = 0  # handshakes that failed, e.g. a client refusing the certificate
+        self._goog: dict[str, dict[str, str | None]] = {}
         self.errors: list[BaseException] = []  # unexpected handler crashes, instead of stderr noise
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -167,7 +177,7 @@ class FileServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.server_port}"
 
     def url_for(self, path: str) -> str:
         return self.url + quote(_norm(path))
@@ -203,6 +213,16 @@ class FileServer(ThreadingHTTPServer):
                 self._rates.pop(_norm(path), None)
             else:
                 self._rates[_norm(path)] = bytes_per_second
+
+    def goog_hash(self, path: str, **override: str | None) -> None:
+        """Send ``x-goog-hash: crc32c=..,md5=..`` and ``x-goog-stored-content-length``
+        of the whole file with every 200 and 206 for `path`, as Cloud Storage
+        does; ``crc32c=``/``md5=`` replace a value (a wrong one) or, as None, drop it."""
+        unknown = set(override) - {"crc32c", "md5"}
+        if unknown:
+            raise ValueError(f"unknown x-goog-hash fields {sorted(unknown)}")
+        with self._lock:
+            self._goog[_norm(path)] = override
 
     def omit_validators(self, path: str) -> None:
         """Send neither ETag nor Last-Modified for `path`, like a plain dynamic server."""
@@ -260,6 +280,29 @@ class FileServer(ThreadingHTTPServer):
             queue = self._faults[path]
             return queue.popleft() if queue else _NO_FAULT
 
+    def _goog_headers(self, path: str, resource: _Resource | None) -> dict[str, str]:
+        with self._lock:
+            override = self._goog.get(path)
+        if override is None or resource is None:
+            return {}
+        values = {"crc32c": _b64(crc32c.CRC32CHash(resource.data).digest()),
+                  "md5": _b64(hashlib.md5(resource.data).digest()), **override}  # fmt: skip
+        hashes = ",".join(f"{name}={value}" for name, value in values.items() if value is not None)
+        return {"x-goog-hash": hashes, "x-goog-stored-content-length": str(len(resource.data))}
+
+    def _handshake(self, connection: ssl.SSLSocket) -> None:
+        """Counted as in flight, so wait_idle() also waits for a refusal to be counted."""
+        with self._lock:
+            self._in_flight += 1
+        try:
+            connection.do_handshake()
+        except ssl.SSLError:
+            with self._lock:
+                self.tls_refused += 1
+            raise
+        finally:
+            self._end()
+
     def _validators_omitted(self, path: str) -> bool:
         with self._lock:
             return path in self._no_validators
@@ -308,6 +351,14 @@ class FileServer(ThreadingHTTPServer):
 
     # -- socketserver hooks --------------------------------------------------------
 
+    def get_request(self) -> tuple[socket.socket, object]:
+        request, address = super().get_request()
+        if self.tls is not None:
+            # The handshake runs in the handler's thread, so a client that
+            # stalls or refuses it never blocks accepting the next one.
+            request = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        return request, address
+
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         with self._lock:
             self._connections.add(request)
@@ -336,22 +387,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle(self) -> None:
         try:
+            if isinstance(self.connection, ssl.SSLSocket):
+                self.server._handshake(self.connection)
             super().handle()
         except ConnectionError:
             pass  # clients hanging up mid-response is what many tests are about
+        except ssl.SSLError:
+            pass  # counted in tls_refused
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _serve(self, head: bool) -> None:
         path = unquote(urlsplit(self.path).path)
-        record = RequestRecord(self.command, path, self.headers.get("Range"), self.headers.get("If-Range"))
+        record = RequestRecord(
+            self.command, path, self.headers.get("Range"), self.headers.get("If-Range"),
+            tls=isinstance(self.connection, ssl.SSLSocket), host=self.headers.get("Host"),
+        )  # fmt: skip
         self.server._begin(record)
         try:
             fault = _NO_FAULT if head else self.server._next_fault(path)
             if fault.kind == "hang":
                 self.server._pause(float(fault.arg or 0))
-            response = _respond(fault, self.server._lookup(path), record.range, record.if_range)
+            resource = self.server._lookup(path)
+            response = _respond(fault, resource, record.range, record.if_range)
+            if response.status in (200, 206) and fault.kind != "serve":
+                response.headers.update(self.server._goog_headers(path, resource))
             if self.server._validators_omitted(path):
                 response.headers.pop("ETag", None)
                 response.headers.pop("Last-Modified", None)
@@ -495,6 +556,10 @@ def _parse_fault(spec: Fault) -> _Fault:
     arg = spec[1] if len(spec) > 1 else None
     headers = dict(spec[2]) if len(spec) > 2 else {}  # type: ignore[misc]
     return _Fault(kind, arg, headers)  # type: ignore[arg-type]
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
 
 
 def _norm(path: str) -> str:

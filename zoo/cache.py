@@ -31,7 +31,7 @@ import stat
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,9 @@ class Entry:
     config: str | None
     sample_config_url: str | None
     directory: Path
+    # How the archive's bytes were verified (zoo.sources PINNED ...); None in
+    # markers older zoo versions wrote.
+    verified: str | None = None
 
     @property
     def archive_path(self) -> Path:
@@ -170,11 +173,11 @@ class Cache:
                 f"{directory}: written by a newer zoo (marker format {data['format']}); "
                 "upgrade zoo or use another cache directory"
             )
-        known = {f.name for f in fields(Entry)} - {"directory"}
-        try:
-            return Entry(directory=directory, **{key: data[key] for key in known})
-        except KeyError:
+        required = {f.name for f in fields(Entry) if f.default is MISSING} - {"directory"}
+        if not required <= data.keys():
             return None
+        known = {f.name for f in fields(Entry)} - {"directory"}
+        return Entry(directory=directory, **{key: data[key] for key in known & data.keys()})
 
     def require_entry(self, name: str) -> Entry:
         entry = self.read_entry(name)

@@ -34,6 +34,7 @@ class Info:
             "checkpoint_path": str(self.entry.checkpoint_path) if self.entry else None,
             "config_path": str(self.entry.config_path) if self.entry and self.entry.config else None,
             "cached_sha256": self.entry.sha256 if self.entry else None,
+            "verified": self.entry.verified if self.entry else None,
         }
 
 

@@ -10,10 +10,14 @@ JSON sidecar records the pin and the validator (ETag or Last-Modified) they
 came under, so any source serving the same file continues it with an HTTP
 Range request, in this run or a later one, even after the process was killed.
 It is kept on every failure but wrong bytes, a hostile archive or a full disk.
+
+The same single pass feeds MD5 and CRC32C, so the file is checked against the
+hashes Cloud Storage sends of every object (``x-goog-hash``), resumed or not.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -27,16 +31,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import urlsplit
+
+import crc32c
 
 from zoo import __version__
-from zoo.errors import DiskFullError, IntegrityError, NetworkError, UnsafeArchiveError
+from zoo.errors import DiskFullError, IntegrityError, NetworkError, UnsafeArchiveError, UnverifiedError
 from zoo.fsutil import open_regular, private_dir, remove_tree, writing
 from zoo.settings import Settings
-from zoo.sources import Pin, Scheme, Source, local_path, scheme_of
+from zoo.sources import FIRST_USE, SERVER, Pin, Scheme, Source, local_path, scheme_of
 
 CHUNK_SIZE = 1 << 20
 QUEUE_CHUNKS = 16  # bounds memory: at most this many chunks wait for the reader
@@ -47,6 +54,13 @@ ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")  # gzip, bzip2, xz
 NO_DNS_HINT = "; without DNS, set ZOO_MIRROR to a mirror or directory you can reach, or ZOO_OFFLINE=1"
 # Wrong bytes, a hostile archive, a full disk: nothing on disk is worth resuming.
 DISCARDING_ERRORS = (IntegrityError, UnsafeArchiveError, DiskFullError)
+SERVER_HASHES = ("crc32c", "md5")  # what x-goog-hash carries
+# OpenSSL's verify codes a user can act on, in the words they search for.
+TLS_CAUSES = {
+    10: "certificate expired", 18: "self-signed certificate", 19: "unknown issuer (self-signed root)",
+    20: "unknown issuer", 62: "hostname mismatch",
+}  # fmt: skip
+TLS_HINT = "if a proxy or private CA signs it, set REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) to a CA bundle that trusts it"
 
 log = logging.getLogger("zoo")
 
@@ -57,6 +71,29 @@ class Downloaded:
     url: str
     sha256: str
     size: int
+    crc32c: str = ""  # base64, as x-goog-hash writes it
+    md5: str = ""
+    verified: str = FIRST_USE  # how the bytes were verified (zoo.sources PINNED ...)
+    declared: Pin = Pin()  # what the server said of them, checked: x-goog-hash, stored length
+
+
+class _Digests:
+    """sha256, MD5 and CRC32C of the same bytes, fed once."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.crc32c = crc32c.CRC32CHash()
+
+    def update(self, data: bytes) -> None:
+        for hasher in (self.sha256, self.md5, self.crc32c):
+            hasher.update(data)
+
+    def result(self, path: Path, url: str, size: int) -> Downloaded:
+        def b64(hasher: Any) -> str:
+            return base64.b64encode(hasher.digest()).decode()
+
+        return Downloaded(path, url, self.sha256.hexdigest(), size, b64(self.crc32c), b64(self.md5))
 
 
 def download(
@@ -78,10 +115,11 @@ def download(
 class _SourceFailed(Exception):
     """This source cannot deliver the file; the next one may."""
 
-    def __init__(self, reason: str, unresolved: bool = False, status: int | None = None):
+    def __init__(self, reason: str, unresolved: bool = False, status: int | None = None, unverified: bool = False):
         super().__init__(reason)
         self.unresolved = unresolved
         self.status = status
+        self.unverified = unverified  # refused by --require-verified, not broken
 
 
 class _Retry(Exception):
@@ -111,6 +149,7 @@ class _Body:
     total: int | None = None
     validator: str | None = None
     content_type: str | None = None
+    declared: Pin = Pin()  # the server's own hashes of the whole file, even in a 206
 
 
 class Transfer:
@@ -143,6 +182,7 @@ class Transfer:
         self.expect_archive = expect_archive
         self.total: int | None = None
         self.delivered = 0
+        self.declared = Pin()  # the current source's latest word on the whole file
         self.partial: _Partial  # opened by the producer, which owns it
         self._progress = progress
         self._position = position
@@ -223,13 +263,14 @@ class Transfer:
 
     def _from_first_source(self) -> Downloaded:
         failures: list[str] = []
-        unresolved, status = False, None
+        unresolved, unverified, status = False, False, None
         with (
             _Partial(self.dest) as self.partial,
             _progress_bar(self.label, self._progress, self._position) as self._bar,
         ):
             self._check_space(None, 0)
             for source in self.sources:
+                self.declared = Pin()
                 try:
                     end = _reader_for(source.url)(self, source).run()
                 except _SourceFailed as exc:
@@ -238,17 +279,28 @@ class Transfer:
                                            url=source.url, status=exc.status) from None  # fmt: skip
                     failures.append(f"{source.url}: {exc}")
                     unresolved, status = unresolved or exc.unresolved, exc.status
+                    unverified = unverified or exc.unverified
                     if len(self.sources) > 1:
                         log.warning("%s: %s; trying the next source", source.url, exc)
                     continue
-                return _verified(self.partial.finish(source.url, end), source.pin)
+                return _verified(self.partial.finish(source.url, end), source, self.declared)
+        last = self.sources[-1].url if self.sources else None
+        if unverified:  # a source was there, the user's policy refused it: not a network problem
+            raise UnverifiedError(f"refused {self.label}: " + "; ".join(failures) +
+                                  "; pin its sha256 in the registry or a lock file, or fetch it through "
+                                  "a mirror with an index", url=last)  # fmt: skip
         hint = NO_DNS_HINT if unresolved else ""
         raise NetworkError(f"could not download {self.label}: " + "; ".join(failures) + hint,
-                           url=self.sources[-1].url if self.sources else None, status=status)  # fmt: skip
+                           url=last, status=status)  # fmt: skip
 
     def receive(self, body: _Body, chunks: Iterable[bytes]) -> int:
         """Take one body's bytes: each reaches the disk, then the hash and the
         reader, exactly once. Returns the position where the body ended."""
+        if self.settings.require_verified and not _vouched(body):
+            raise _SourceFailed("nothing vouches for its bytes (no sha256 pin, no server hash) "
+                                "and --require-verified / ZOO_REQUIRE_VERIFIED is on", unverified=True)  # fmt: skip
+        if body.declared != Pin():
+            self.declared = body.declared
         _check_size_pin(body)
         self.total = body.total
         self._bar.reset(total=body.total)
@@ -316,7 +368,7 @@ class _Partial:
                 self._fd = None
         self.size = os.fstat(self._fd).st_size if self._fd is not None else 0
         self.meta = self._read_sidecar() if self.size else {}
-        self.hasher = hashlib.sha256()
+        self.hasher = _Digests()
         self._origin: _Body | None = None
 
     def __enter__(self) -> _Partial:
@@ -377,7 +429,7 @@ class _Partial:
         with writing(self.path):
             os.ftruncate(self._file(), end)  # a stale tail, or no file yet for an empty one
         remove_tree(self.sidecar)
-        return Downloaded(self.path, url, self.hasher.hexdigest(), end)
+        return self.hasher.result(self.path, url, end)
 
     def _file(self) -> int:
         if self._fd is None:
@@ -448,12 +500,9 @@ class _HttpSource(_Reader):
     """Resumable: Range requests from what is on disk, retried with backoff."""
 
     def run(self) -> int:
-        import requests
-
         settings = self.transfer.settings
         failures_in_a_row = 0
-        with requests.Session() as session:
-            session.headers["User-Agent"] = f"zoo/{__version__}"
+        with _session(settings) as session:
             while True:
                 before = self.transfer.delivered
                 try:
@@ -473,9 +522,11 @@ class _HttpSource(_Reader):
         headers = {"Accept-Encoding": "identity", **self.transfer.partial.resume_headers(self.pin)}
         timeout = (settings.connect_timeout, settings.read_timeout)
         try:
-            response = session.get(self.url, headers=headers, stream=True, timeout=timeout)
+            response = session.get(self.url, headers=headers, stream=True, timeout=timeout, verify=settings.verify)
         except requests.exceptions.InvalidURL as exc:
             raise _SourceFailed(f"invalid URL: {exc}") from None
+        except requests.exceptions.SSLError as exc:  # the same certificate next time: not retried
+            raise _SourceFailed(_tls_failure(self.url, exc)) from None
         except requests.exceptions.RequestException as exc:
             if _unresolvable(exc):  # permanent here: retrying only costs the backoff
                 raise _SourceFailed(f"{_reason(exc)} (the host name does not resolve)", unresolved=True) from None
@@ -497,11 +548,12 @@ class _HttpSource(_Reader):
         headers = response.headers
         validator = headers.get("ETag") or headers.get("Last-Modified")
         content_type = headers.get("Content-Type")
+        declared = _server_hashes(headers)
         if status == 200:  # the whole file: no Range asked, or If-Range saw another file
-            return _Body(self.url, self.pin, 0, _content_length(headers), validator, content_type)
+            return _Body(self.url, self.pin, 0, _content_length(headers), validator, content_type, declared)
         span = _content_range(headers) if status == 206 else None
         if span is not None and span[0] == asked and self.transfer.partial.fits(span[1]):
-            return _Body(self.url, self.pin, asked, span[1], validator, content_type)
+            return _Body(self.url, self.pin, asked, span[1], validator, content_type, declared)
         # 416, or a 206 that starts elsewhere or belongs to a file of another size.
         self.transfer.partial.forget()
         raise _Retry(f"HTTP {status}: the partial download does not fit; asking for the whole file", wait=0)
@@ -625,20 +677,51 @@ def _check_size_pin(body: _Body) -> None:
         )  # fmt: skip
 
 
-def _verified(result: Downloaded, pin: Pin) -> Downloaded:
-    """Delete what contradicts the pin, so a bad download is never reused."""
-    problems, expected, actual = [], None, None
-    if pin.size is not None and result.size != pin.size:
-        problems.append(f"size mismatch: expected {pin.size} bytes, got {result.size}")
-        expected, actual = pin.size, result.size
-    if pin.sha256 is not None and result.sha256 != pin.sha256:
-        problems.append(f"sha256 mismatch: expected {pin.sha256}, got {result.sha256}")
-        expected, actual = pin.sha256, result.sha256  # the hash says more than the size
-    if problems:
+def _verified(result: Downloaded, source: Source, declared: Pin) -> Downloaded:
+    """Delete what contradicts the pin or the server's own hashes, so a bad
+    download is never reused; else record how the bytes were verified."""
+    got = Pin(result.sha256, result.size, result.crc32c, result.md5)
+    # The size first, sha256 last: the last mismatch (a hash says more than a
+    # size) fills the error's expected/actual.
+    mismatches = [
+        (f"{name} mismatch: {who}{want}{' bytes' if name == 'size' else ''}, got {have}", want, have)
+        for name in ("size", *SERVER_HASHES, "sha256")
+        for who, pin in (("expected ", source.pin), ("the server sent ", declared))
+        if (want := getattr(pin, name)) is not None and want != (have := getattr(got, name))
+    ]
+    if mismatches:
         remove_tree(result.path)
-        raise IntegrityError(f"{result.url}: {'; '.join(problems)}; the download was deleted",
-                             url=result.url, expected=expected, actual=actual)  # fmt: skip
-    return result
+        raise IntegrityError(f"{result.url}: {'; '.join(m[0] for m in mismatches)}; the download was deleted",
+                             url=result.url, expected=mismatches[-1][1], actual=mismatches[-1][2])  # fmt: skip
+    return replace(result, verified=_verification(source, declared), declared=declared)
+
+
+def _verification(source: Source, declared: Pin) -> str:
+    """How the bytes were verified, strongest first (zoo.sources PINNED ...)."""
+    if source.pin.sha256 is not None:
+        return source.sha256_from
+    server = [name for name in SERVER_HASHES if getattr(declared, name) is not None]
+    return f"{SERVER} {'+'.join(server)}" if server else FIRST_USE
+
+
+def _vouched(body: _Body) -> bool:
+    """Whether a pin or the server's own hash will check ``body``'s file."""
+    return body.pin.sha256 is not None or any(getattr(body.declared, name) for name in SERVER_HASHES)
+
+
+def _server_hashes(headers: Any) -> Pin:
+    """What Cloud Storage says of the whole object, in a 206 too: ``x-goog-hash:
+    crc32c=<b64>,md5=<b64>`` and ``x-goog-stored-content-length``. Nothing for
+    an object it transcodes: those describe the stored bytes, not the ones sent."""
+    if headers.get("x-goog-stored-content-encoding", "identity").strip().lower() != "identity":
+        return Pin()
+    hashes = {}
+    for item in headers.get("x-goog-hash", "").split(","):  # repeated headers arrive joined by ", "
+        name, _, value = item.strip().partition("=")
+        if name in SERVER_HASHES and value:
+            hashes[name] = value
+    stored = headers.get("x-goog-stored-content-length", "").strip()
+    return Pin(size=int(stored) if stored.isdigit() else None, **hashes)
 
 
 class _NoBar:
@@ -692,13 +775,77 @@ def _reason(exc: Exception) -> str:
     return (text.splitlines() or [type(exc).__name__])[0][:200]
 
 
-def _unresolvable(exc: BaseException | None) -> bool:
+def _unresolvable(exc: BaseException) -> bool:
     """Whether a failed request never got past looking up the host name."""
-    while exc is not None:
-        if isinstance(exc, socket.gaierror):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return any(isinstance(e, socket.gaierror) for e in _chain(exc))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the errors behind it: causes, and what requests and urllib3
+    wrap (MaxRetryError.reason, an error passed as an argument)."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        pending += [e for e in inner if isinstance(e, BaseException)]
+
+
+def _tls_failure(url: str, exc: BaseException) -> str:
+    """One line: the host, why its certificate was refused, the variable to set."""
+    import ssl
+
+    host = urlsplit(url).hostname
+    chain = list(_chain(exc))
+    verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if verify is not None:
+        cause = TLS_CAUSES.get(verify.verify_code, verify.verify_message or "certificate refused")
+    else:  # a handshake that failed for another reason (protocol, cipher, a plain-HTTP server)
+        tls = next((e for e in chain if isinstance(e, ssl.SSLError)), exc)
+        cause = getattr(tls, "reason", None) or _reason(exc)
+    return f"TLS failure with {host}: {cause}; {TLS_HINT}"
+
+
+def _session(settings: Settings) -> Any:
+    import requests
+
+    session = requests.Session()
+    session.headers["User-Agent"] = f"zoo/{__version__}"
+    if settings.host_map:
+        adapter = _host_map_adapter(dict(settings.host_map))
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    return session
+
+
+def _host_map_adapter(targets: dict[str, str]) -> Any:
+    """TEST ONLY (ZOO_TEST_HOST_MAP): connect to ``targets[host:port]`` instead,
+    like a hosts-file entry: the request still names the host in SNI, in the
+    certificate check and in ``Host``, and no DNS is asked about it."""
+    from requests.adapters import HTTPAdapter
+
+    class HostMapAdapter(HTTPAdapter):
+        def get_connection_with_tls_context(
+            self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
+        ) -> Any:
+            parts = urlsplit(request.url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            target = targets.get(f"{parts.hostname}:{port}")
+            if target is None:
+                return super().get_connection_with_tls_context(request, verify, proxies, cert)
+            host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
+            address, _, mapped_port = target.rpartition(":")
+            host_params.update(host=address, port=int(mapped_port))
+            if parts.scheme == "https":
+                pool_kwargs.update(server_hostname=parts.hostname)
+            request.headers["Host"] = parts.netloc
+            return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+
+    return HostMapAdapter()
 
 
 def _describe(exc: Exception) -> str:

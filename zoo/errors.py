@@ -85,6 +85,10 @@ class IntegrityError(ZooError, ValueError):
         self.actual = actual
 
 
+class UnverifiedError(IntegrityError):
+    """``--require-verified`` refused bytes that no pin, mirror index or server hash vouches for."""
+
+
 class CheckpointError(IntegrityError):
     """A checkpoint's files are missing, truncated, malformed or corrupt."""
 
@@ -159,6 +163,7 @@ EXIT_CODES: dict[str, int] = {
         RegistryError,
         NetworkError,
         IntegrityError,
+        UnverifiedError,
         CheckpointError,
         UnsafeArchiveError,
         OfflineMissError,

@@ -11,7 +11,7 @@ from pathlib import Path
 from zoo.cache import Action, Cache, Entry, decide, now
 from zoo.checkpoint import verify_checkpoint
 from zoo.download import Transfer, download
-from zoo.errors import IntegrityError, NetworkError, OfflineMissError, UsageError
+from zoo.errors import IntegrityError, NetworkError, OfflineMissError, UsageError, UnverifiedError
 from zoo.extract import extract_stream, find_checkpoint, find_pipeline_config
 from zoo.fsutil import writing
 from zoo.registry import Model
@@ -88,6 +88,7 @@ def _install(
             config=str(config.relative_to(staged)) if config else None,
             sample_config_url=model.sample_config.url if sample and model.sample_config else None,
             directory=cache.entry_dir(model.name),
+            verified=got.verified,
         )
         return cache.publish(staged, entry)
 
@@ -108,9 +109,10 @@ def _sample_config(
 ) -> Path | None:
     """The registry's sample config, fetched by the same rules as the archive.
 
-    A config that cannot be reached does not block the checkpoint: the
-    archive's own pipeline.config serves instead, with a warning. A source
-    that lacks it (404) or whose host does not resolve is skipped at once.
+    A config that cannot be reached, or that --require-verified refuses (no
+    pin, no server hash), does not block the checkpoint: the archive's own
+    pipeline.config serves instead, with a warning. A source that lacks it
+    (404) or whose host does not resolve is skipped at once.
     """
     if model.sample_config is None:
         return None
@@ -125,7 +127,7 @@ def _sample_config(
             settings=replace(settings, retries=min(settings.retries, SAMPLE_CONFIG_RETRIES)),
             label=f"{model.name} sample config", progress=progress,
         )  # fmt: skip
-    except NetworkError as exc:
+    except (NetworkError, UnverifiedError) as exc:
         log.warning("%s; using the archive's pipeline.config instead", exc)
         return None
     with writing(staged):

@@ -13,6 +13,7 @@ from zoo.errors import UsageError
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
 
 
@@ -35,6 +36,24 @@ class Settings:
     # Downloads stop before the cache's disk is this close to full, so other
     # programs (and the extraction that follows) still have room.
     min_free: int = 256 << 20
+    # Plain http:// to the zoo's hosts instead of the https:// upgrade.
+    allow_http: bool = False
+    # Refuse a download that no pin, mirror index or server hash vouches for.
+    require_verified: bool = False
+    # The CA bundle TLS is verified against (else certifi's, as in requests):
+    # REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, then SSL_CERT_FILE, which requests
+    # alone would ignore.
+    ca_bundle: str | None = None
+    # TEST ONLY (ZOO_TEST_HOST_MAP): connect to another address for a host,
+    # keeping its name for TLS, so tests play download.tensorflow.org on
+    # 127.0.0.1 without DNS. ((host:port, address:port), ...).
+    host_map: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def verify(self) -> str | bool:
+        """requests' ``verify`` argument: given on every request, so the
+        environment these settings were built from decides, not os.environ."""
+        return self.ca_bundle or True
 
     @classmethod
     def from_env(
@@ -45,6 +64,8 @@ class Settings:
         offline: bool | None = None,
         mirror_only: bool | None = None,
         registry_files: Iterable[Path | str] = (),
+        allow_http: bool | None = None,
+        require_verified: bool | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """Build settings from arguments, falling back on ZOO_* variables.
@@ -68,6 +89,10 @@ class Settings:
             backoff=_number(env, "ZOO_BACKOFF", 0.5),
             max_download=_size(env, "ZOO_MAX_DOWNLOAD", cls.max_download),
             min_free=_size(env, "ZOO_MIN_FREE", cls.min_free),
+            allow_http=_flag(env, "ZOO_ALLOW_HTTP") if allow_http is None else allow_http,
+            require_verified=_flag(env, "ZOO_REQUIRE_VERIFIED") if require_verified is None else require_verified,
+            ca_bundle=next((env[name] for name in CA_BUNDLE_VARIABLES if env.get(name)), None),
+            host_map=_host_map(env.get("ZOO_TEST_HOST_MAP", "")),
         )
 
 
@@ -81,6 +106,14 @@ def default_cache_dir(env: Mapping[str, str]) -> Path:
 
 def _split(value: str, separator: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(separator) if part.strip())
+
+
+def _host_map(value: str) -> tuple[tuple[str, str], ...]:
+    """``host:port=address:port,...`` (ZOO_TEST_HOST_MAP, for tests only)."""
+    pairs = tuple(tuple(_split(item, "=")) for item in _split(value, ","))
+    if any(len(pair) != 2 or any(":" not in side for side in pair) for pair in pairs):
+        raise UsageError(f"ZOO_TEST_HOST_MAP={value!r}: expected host:port=address:port,...")
+    return pairs  # type: ignore[return-value]
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

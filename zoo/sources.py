@@ -8,6 +8,10 @@ a copied directory, or the directory itself, serves as a mirror. Its index,
 registry entries it covers; a client that finds it pins what it downloads
 from that mirror, so a download through a mirror is verified end to end even
 for models the registry does not pin.
+
+The zoo's own hosts are always fetched over https://, even where the registry
+says http://: the registry's URL stays the file's identity (mirror layout,
+lock files, cache entries), only the connection changes.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from zoo.errors import IntegrityError
 from zoo.fsutil import MAX_INPUT_BYTES, check_key, read_input, read_limited
 from zoo.settings import Settings
+
+log = logging.getLogger("zoo")
 
 
 @dataclass(frozen=True)
@@ -33,24 +39,37 @@ class Pin:
 
     sha256: str | None = None
     size: int | None = None
+    # Base64, as Cloud Storage's x-goog-hash sends them (CRC32C big-endian).
+    crc32c: str | None = None
+    md5: str | None = None
 
     def merge(self, other: Pin) -> Pin | None:
         """Both pins at once, or None where they contradict each other."""
-        if _clash(self.sha256, other.sha256) or _clash(self.size, other.size):
+        pairs = list(zip(astuple(self), astuple(other)))
+        if any(_clash(a, b) for a, b in pairs):
             return None
-        return Pin(self.sha256 or other.sha256, self.size if self.size is not None else other.size)
+        return Pin(*(a if a is not None else b for a, b in pairs))
 
 
 def _clash(a: object, b: object) -> bool:
     return a is not None and b is not None and a != b
 
 
+# How a cached file's bytes were verified, as its cache entry records it.
+PINNED = "pinned sha256"  # the registry or a lock file
+MIRROR_INDEX = "mirror index sha256"
+SERVER = "server"  # + the hashes the server sent: "server crc32c+md5"
+FIRST_USE = "none: recorded on first use"
+
+
 @dataclass(frozen=True)
 class Source:
-    """One place to fetch a file from, with what its bytes must be."""
+    """One place to fetch a file from, with what its bytes must be and who
+    says so (``sha256_from``: PINNED or MIRROR_INDEX)."""
 
     url: str
     pin: Pin = Pin()
+    sha256_from: str = PINNED
 
 
 class Scheme(enum.Enum):
@@ -91,23 +110,45 @@ def mirror_url(base: str, upstream: str) -> str:
     return base.rstrip("/") + "/" + mirror_relative(upstream)
 
 
+HTTPS_HOSTS = frozenset({"download.tensorflow.org", "storage.googleapis.com"})
+"""Hosts that serve every object over https:// too: an http:// URL of theirs is
+fetched over https:// unless the user allows plain HTTP."""
+
+
+def https_url(url: str) -> str:
+    """``url`` over https:// when its host is one of HTTPS_HOSTS, else unchanged."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname not in HTTPS_HOSTS or parts.port not in (None, 80):
+        return url  # another port is not the CDN: leave it as the registry says
+    return urlunsplit(parts._replace(scheme="https", netloc=parts.hostname))
+
+
+def upstream_fetch_url(upstream: str, allow_http: bool) -> str:
+    """Where to fetch ``upstream`` itself: over https:// where its host serves
+    it, unless the user allowed plain HTTP (then with a warning)."""
+    secure = https_url(upstream)
+    if secure == upstream or not allow_http:
+        return secure
+    log.warning("%s: plain HTTP as --allow-http / ZOO_ALLOW_HTTP asks; nothing protects the bytes in transit", upstream)
+    return upstream
+
+
 def candidate_urls(
-    upstream: str, mirrors: Sequence[str], offline: bool, mirror_only: bool = False
+    upstream: str, mirrors: Sequence[str], offline: bool, mirror_only: bool = False, allow_http: bool = False
 ) -> list[str]:
-    """Ordered places to try: mirrors, then (unless mirror-only) upstream.
+    """Ordered places to try: mirrors (as the user gave them), then (unless
+    mirror-only) upstream, over https:// where it can be.
 
     Offline keeps only those that open no connection.
     """
     candidates = [mirror_url(base, upstream) for base in mirrors]
-    if not mirror_only:
-        candidates.append(upstream)
+    if not mirror_only and (is_local(upstream) or not offline):
+        candidates.append(upstream_fetch_url(upstream, allow_http))
     unique = list(dict.fromkeys(candidates))
     return [url for url in unique if is_local(url)] if offline else unique
 
 
 # -- mirror indexes ------------------------------------------------------------
-
-log = logging.getLogger("zoo")
 
 INDEX_NAME = "zoo-mirror.json"
 INDEX_FORMAT = 1
@@ -121,6 +162,17 @@ class MirrorFile:
     url: str
     sha256: str
     size: int
+    # The upstream server's own hashes (x-goog-hash), when it sent them, so
+    # clients of the mirror check what upstream vouched for. Optional: an
+    # index without them stays format 1 and readable by older zoo versions.
+    crc32c: str | None = None
+    md5: str | None = None
+
+    def pin(self) -> Pin:
+        return Pin(self.sha256, self.size, self.crc32c, self.md5)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in vars(self).items() if value is not None}
 
 
 @dataclass
@@ -130,12 +182,12 @@ class MirrorIndex:
 
     def pin(self, relative: str) -> Pin:
         known = self.files.get(relative)
-        return Pin(known.sha256, known.size) if known else Pin()
+        return known.pin() if known else Pin()
 
     def to_json(self) -> str:
         data = {
             "format": INDEX_FORMAT,
-            "files": {path: vars(f) for path, f in sorted(self.files.items())},
+            "files": {path: f.to_dict() for path, f in sorted(self.files.items())},
             "models": dict(sorted(self.models.items())),
         }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
@@ -146,10 +198,7 @@ class MirrorIndex:
             data = json.loads(text)
             if data.get("format") != INDEX_FORMAT:
                 raise ValueError(f"format must be {INDEX_FORMAT}")
-            files = {
-                path: MirrorFile(str(f["url"]), str(f["sha256"]), int(f["size"]))
-                for path, f in data["files"].items()
-            }
+            files = {path: _mirror_file(f) for path, f in data["files"].items()}
             models = dict(data.get("models", {}))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"{where}: not a valid mirror index: {exc}") from None
@@ -159,6 +208,11 @@ class MirrorIndex:
         return cls(files, models)
 
 
+def _mirror_file(data: dict[str, Any]) -> MirrorFile:
+    optional = {key: str(data[key]) for key in ("crc32c", "md5") if data.get(key) is not None}
+    return MirrorFile(str(data["url"]), str(data["sha256"]), int(data["size"]), **optional)
+
+
 def plan_sources(upstream: str, pin: Pin, settings: Settings) -> list[Source]:
     """Where to fetch ``upstream`` from, in order, each with what its bytes must be.
 
@@ -166,7 +220,9 @@ def plan_sources(upstream: str, pin: Pin, settings: Settings) -> list[Source]:
     serves other bytes than the ones asked for), is skipped with a warning.
     """
     relative = mirror_relative(upstream)
-    candidates = candidate_urls(upstream, settings.mirrors, settings.offline, settings.mirror_only)
+    candidates = candidate_urls(
+        upstream, settings.mirrors, settings.offline, settings.mirror_only, settings.allow_http
+    )
     sources = []
     for url in candidates:
         base = _mirror_base(url, settings.mirrors)
@@ -181,7 +237,7 @@ def plan_sources(upstream: str, pin: Pin, settings: Settings) -> list[Source]:
         if merged is None:
             log.warning("%s: its index pins other bytes than expected for %s; skipping it", base, upstream)
             continue
-        sources.append(Source(url, merged))
+        sources.append(Source(url, merged, PINNED if pin.sha256 else MIRROR_INDEX))
     if candidates and not sources:
         raise IntegrityError(f"{upstream}: every mirror was skipped and upstream is off (offline or mirror-only)")
     return sources
@@ -207,7 +263,7 @@ def read_index(base: str, settings: Settings) -> MirrorIndex | IntegrityError | 
         return index
     where = f"{base}/{INDEX_NAME}"
     try:
-        text = _fetch_small(where, settings.connect_timeout)
+        text = _fetch_small(where, settings)
         index = MirrorIndex.parse(text, where) if text is not None else None
     except IntegrityError as exc:
         log.warning("%s; skipping this mirror", exc)
@@ -216,7 +272,7 @@ def read_index(base: str, settings: Settings) -> MirrorIndex | IntegrityError | 
     return index
 
 
-def _fetch_small(url: str, timeout: float) -> bytes | None:
+def _fetch_small(url: str, settings: Settings) -> bytes | None:
     """The bytes at ``url``, None when there are none or it can't be reached, an
     IntegrityError when what is there can't be an index (too large, not a file)."""
     scheme = scheme_of(url)
@@ -225,7 +281,7 @@ def _fetch_small(url: str, timeout: float) -> bytes | None:
         return read_input(path, "mirror index", IntegrityError) if path.exists() else None
     try:
         if scheme is Scheme.HTTP:
-            return _fetch_http(url, timeout)
+            return _fetch_http(url, settings)
         from fsspec.core import url_to_fs
 
         fs, path = url_to_fs(url)
@@ -237,10 +293,11 @@ def _fetch_small(url: str, timeout: float) -> bytes | None:
         return None
 
 
-def _fetch_http(url: str, timeout: float) -> bytes | None:
+def _fetch_http(url: str, settings: Settings) -> bytes | None:
     import requests
 
-    with requests.get(url, timeout=(timeout, timeout), stream=True) as response:
+    timeout = (settings.connect_timeout, settings.connect_timeout)
+    with requests.get(url, timeout=timeout, stream=True, verify=settings.verify) as response:
         if response.status_code != 200:
             return None
         response.raw.decode_content = True

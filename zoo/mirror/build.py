@@ -76,13 +76,16 @@ def _add_file(
     if known and store.size(relative) == known.size and pin.merge(Pin(known.sha256, known.size)):
         return BuiltFile(relative, url, known.sha256, known.size, downloaded=False)
     partial = _scratch_path(store, relative)
-    sources = [Source(u, pin) for u in candidate_urls(url, settings.mirrors, settings.offline, settings.mirror_only)]
+    urls = candidate_urls(url, settings.mirrors, settings.offline, settings.mirror_only, settings.allow_http)
+    sources = [Source(u, pin) for u in urls]
     got = download(
         sources, partial, settings=settings, label=f"{model.name}: {Path(url).name}", progress=progress,
         expect_archive=url == model.url,  # a login page in place of a tarball must not enter the mirror
     )  # fmt: skip
     store.put(got.path, relative)
-    index.files[relative] = MirrorFile(url, got.sha256, got.size)
+    # The server's hashes, checked during the download, let the mirror's
+    # clients inherit upstream's verification.
+    index.files[relative] = MirrorFile(url, got.sha256, got.size, got.declared.crc32c, got.declared.md5)
     store.write_bytes(INDEX_NAME, index.to_json().encode())
     return BuiltFile(relative, url, got.sha256, got.size, downloaded=True)
 
