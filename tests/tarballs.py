@@ -108,9 +108,15 @@ def write_tf2_checkpoint(
 
 
 def write_tf1_checkpoint(
-    directory: Path, *, variables: int = _VARIABLES, floats_per_variable: int = 1000, seed: int = 0
+    directory: Path, *, variables: int = _VARIABLES, floats_per_variable: int = 1000, seed: int = 0,
+    scope: str = "FeatureExtractor/MobilenetV1", global_step: int | None = None,
 ) -> Path:
-    """Write a name-based TF1 Saver checkpoint (`model.ckpt.{index,data-*,meta}` + `checkpoint`); return its prefix."""
+    """Write a name-based TF1 Saver checkpoint (`model.ckpt.{index,data-*,meta}` + `checkpoint`); return its prefix.
+
+    `scope` is where the weights live: `FeatureExtractor/...` as in a TF1 detection checkpoint, or a
+    bare backbone scope (`MobilenetV1`) as in a classification one. With `global_step` the Saver
+    appends it, as TF1 training does: `model.ckpt-<step>` (the ssdlite_mobiledet_* archives).
+    """
     tf = _tensorflow()
     v1 = tf.compat.v1
     feeds = {}
@@ -118,13 +124,13 @@ def write_tf1_checkpoint(
         for i, array in enumerate(_random_weights(variables, floats_per_variable, seed)):
             # Initialised from a fed placeholder so the weights stay out of the .meta graph, as in real TF1 exports.
             placeholder = v1.placeholder(tf.float32, array.shape)
-            v1.Variable(placeholder, name=f"FeatureExtractor/MobilenetV1/Conv2d_{i}/weights")
+            v1.Variable(placeholder, name=f"{scope}/Conv2d_{i}/weights")
             feeds[placeholder] = array
         v1.train.get_or_create_global_step()
         saver = v1.train.Saver()
         with v1.Session() as session:
             session.run(v1.global_variables_initializer(), feed_dict=feeds)
-            return Path(saver.save(session, str(Path(directory) / "model.ckpt")))
+            return Path(saver.save(session, str(Path(directory) / "model.ckpt"), global_step=global_step))
 
 
 def _tensorflow() -> ModuleType:
@@ -190,26 +196,33 @@ def make_zoo_tarball(
     config_text: str | None = None,
     size_mb: float = 1.0,
     checkpoint: bool = True,
+    tf1_steps: tuple[int, ...] = (),
 ) -> Path:
     """Build `dest/<name>.tar.gz` in the zoo's layout, with a checkpoint of about `size_mb` MiB.
 
     Every family gets `<name>/pipeline.config` and `<name>/saved_model/`; the checkpoint goes to
     `<name>/checkpoint/ckpt-0.*` (tf2-detection), `<name>/ckpt-0.*` (tf2-classification) or
-    `<name>/model.ckpt.*` (tf1-detection). Identical calls within a process return identical bytes.
+    `<name>/model.ckpt.*` (tf1-detection; with `tf1_steps`, one `<name>/model.ckpt-<step>.*` per step
+    instead). Identical calls within a process return identical bytes.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {sorted(FAMILIES)}")
     config = DEFAULT_PIPELINE_CONFIG if config_text is None else config_text
-    return _copy_into(dest, _build_zoo_tarball(name, family, config, size_mb, checkpoint))
+    return _copy_into(dest, _build_zoo_tarball(name, family, config, size_mb, checkpoint, tf1_steps))
 
 
 @functools.cache
-def _build_zoo_tarball(name: str, family: str, config_text: str, size_mb: float, checkpoint: bool) -> Path:
+def _build_zoo_tarball(
+    name: str, family: str, config_text: str, size_mb: float, checkpoint: bool, tf1_steps: tuple[int, ...]
+) -> Path:
     build = _fresh_build_dir()
     top = build / "stage" / name
     top.mkdir(parents=True)
-    if checkpoint:
-        FAMILIES[family](top, max(1, round(size_mb * 2**20 / 4 / _VARIABLES)))
+    floats = max(1, round(size_mb * 2**20 / 4 / _VARIABLES))
+    for step in tf1_steps:
+        write_tf1_checkpoint(top, floats_per_variable=floats, global_step=step, seed=step)
+    if checkpoint and not tf1_steps:
+        FAMILIES[family](top, floats)
     (top / "pipeline.config").write_text(config_text)
     shutil.copytree(_saved_model_dir(), top / "saved_model")
     tarball = _write_tarball(build / f"{name}.tar.gz", _tree_entries(top, name))

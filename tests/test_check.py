@@ -103,8 +103,9 @@ def edit(doc: Document, values: Mapping[str, object] = {}, deletes: Iterable[str
     return doc
 
 
-def run(doc: Document, world: World, cwd: Path | None = None, **kwargs: object) -> list[Finding]:
-    return check(doc, gather(doc, cwd or world.root, **kwargs))  # type: ignore[arg-type]
+def run(doc: Document, world: World, cwd: Path | None = None, trainer: str | None = None,
+        **kwargs: object) -> list[Finding]:
+    return check(doc, gather(doc, cwd or world.root, **kwargs), trainer)  # type: ignore[arg-type]
 
 
 def only(findings: Sequence[Finding], finding_id: str) -> Finding:
@@ -382,7 +383,7 @@ def test_a_cached_zoo_models_archive_config_is_found_through_the_cache(world: Wo
 
 def test_tf1_feature_extractors_do_not_exist_in_tf2(world: World):
     doc = edit(ready(world), {"model.ssd.feature_extractor.type": "ssd_resnet50_v1_fpn"})
-    finding = only(run(doc, world), "extractor-unsupported")
+    finding = only(run(doc, world, trainer="tf2"), "extractor-unsupported")
     assert finding.trainer_error == (
         "ValueError: ssd_resnet50_v1_fpn is not supported. See `model_builder.py` for features extractors "
         "compatible with different versions of Tensorflow"

@@ -65,6 +65,10 @@ def test_unknown_name_suggests_the_closest():
         (in_house(sha265=None), "unknown field(s) sha265"),
         (in_house(name="bad name"), "field 'name'"),
         (in_house(sample_config={"path": "x"}), "field 'sample_config'"),
+        (in_house(sample_config={"path": "x", "url": "https://h/" + "a" * 40 + "/x", "commit": "b" * 40}),
+         "field 'sample_config': commit must be 40 lowercase hex digits that the url names"),
+        (in_house(speed_device=""), "field 'speed_device'"),
+        (in_house(display_name=3), "field 'display_name'"),
     ],
 )
 def test_validation_errors_name_file_entry_and_field(tmp_path, model, message):
@@ -162,3 +166,24 @@ def test_every_builtin_name_and_alias_is_a_safe_path_component(tmp_path):
     assert len(load_registry([relisted])) == len(registry) and len(keys) > len(registry)
     longest = write_registry(tmp_path / "long.json", [in_house("a" * 128, aliases=["b.c_d-9"])])
     assert load_registry([longest]).resolve("b.c_d-9").name == "a" * 128
+
+
+def test_table_columns_and_titles_reach_the_listing_fields():
+    registry = load_registry()
+    d6 = registry.resolve("efficientdet_d6_coco17_tpu-32").to_dict()
+    assert (d6["display_name"], d6["input_size"]) == ("EfficientDet D6 1280x1280", [1408, 1408])
+    edgetpu = registry.resolve("ssdlite_mobiledet_edgetpu_320x320_coco").to_dict()
+    assert (edgetpu["speed_ms"], edgetpu["speed_device"], edgetpu["metric"]) == (
+        6.9, "Pixel 4 Edge TPU", "COCO mAP (fp32/uint8)")
+    assert edgetpu["sample_config"]["commit"] in edgetpu["sample_config"]["url"]
+    r50v2 = registry.resolve("centernet_resnet50_v2_512x512_coco17_tpu-8").to_dict()
+    assert r50v2["sample_config"] is None and "internal" in r50v2["sample_config_note"]
+
+
+def test_a_layer_adding_a_sample_config_drops_the_note(tmp_path):
+    config = {"path": "configs/r50v2.config", "url": "https://configs.example.internal/r50v2.config"}
+    path = write_registry(tmp_path / "team.json", [{"name": "centernet_resnet50_v2_512x512_coco17_tpu-8",
+                                                   "sample_config": config}])
+    model = load_registry([path]).resolve("centernet_resnet50_v2_512x512_coco17_tpu-8")
+    assert model.sample_config is not None and model.sample_config.commit is None
+    assert model.sample_config_note is None

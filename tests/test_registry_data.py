@@ -1,5 +1,6 @@
 """Data checks for registry.json against the published zoo tables and the
-TF2 sample configs copied in tests/data (see tests/data/tf2_sample_configs/SOURCE.md).
+TF2 and TF1 sample configs copied in tests/data (see tests/data/tf2_sample_configs/SOURCE.md,
+tests/data/tf1_sample_configs/SOURCE.md and tests/data/tf1_config_map.json).
 
 Only the standard library (json, pathlib, re) is used: these tests check the
 data file itself, independently of the loader in zoo/registry.py.
@@ -14,15 +15,23 @@ TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data"
 REGISTRY_PATH = TESTS.parent / "registry.json"
 CONFIGS = DATA / "tf2_sample_configs"
+TF1_CONFIGS = DATA / "tf1_sample_configs"
+CONFIG_DIRS = {"tf2-detection": CONFIGS, "tf1-detection": TF1_CONFIGS}
 
 FAMILIES = ["tf2-detection", "tf2-classification", "tf1-detection"]
 EXPECTED_COUNTS = {"tf2-detection": 43, "tf2-classification": 14, "tf1-detection": 47}
 MODEL_KEYS = [
-    "name", "aliases", "family", "url", "checkpoint", "sample_config",
-    "meta_architecture", "feature_extractor", "input_size", "coco_map",
-    "speed_ms", "outputs", "sha256", "size",
+    "name", "display_name", "aliases", "family", "url", "checkpoint", "sample_config", "sample_config_note",
+    "meta_architecture", "feature_extractor", "input_size", "coco_map", "metric",
+    "speed_ms", "speed_device", "outputs", "sha256", "size",
 ]
 CONFIG_PREFIX = "research/object_detection/configs/tf2/"
+# The zoo table links a sign-in URL (storage.cloud.google.com) that serves no
+# download outside a browser; the registry uses the public form of the same object.
+PUBLIC_URLS = {
+    "https://storage.cloud.google.com/mobilenet_edgetpu/checkpoints/ssdlite_mobilenet_edgetpu_coco_quant.tar.gz":
+        "https://storage.googleapis.com/mobilenet_edgetpu/checkpoints/ssdlite_mobilenet_edgetpu_coco_quant.tar.gz",
+}
 RAW_URL_RE = re.compile(
     r"^https://raw\.githubusercontent\.com/tensorflow/models/([0-9a-f]{40})/(.+)$"
 )
@@ -52,7 +61,23 @@ def models(registry):
 
 @pytest.fixture(scope="module")
 def tables():
-    return json.loads((DATA / "zoo_tables.json").read_text(encoding="utf-8"))
+    rows = json.loads((DATA / "zoo_tables.json").read_text(encoding="utf-8"))
+    return [{**row, "url": PUBLIC_URLS.get(row["url"], row["url"])} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def tf1_map():
+    return json.loads((DATA / "tf1_config_map.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def tf1_source_commits():
+    """file name -> (repository path, commit), from the table in the TF1 SOURCE.md."""
+    text = (TF1_CONFIGS / "SOURCE.md").read_text(encoding="utf-8")
+    table = text.split("## Files, commits, sizes, matches", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\|\s*(\S+\.config)\s*\|\s*`([^`]+)`\s*\|\s*([0-9a-f]{40})\s*\|", table, re.M)
+    assert len(rows) == 38
+    return {name: (path, commit) for name, path, commit in rows}
 
 
 @pytest.fixture(scope="module")
@@ -249,51 +274,76 @@ def test_ssd_resnet50_v1_fpn_defaults_to_640(registry):
     )
 
 
-def test_640_variant_is_default_where_one_exists(registry, models):
-    sizes = {m["name"]: m["input_size"] for m in models}
-    claims = _claims(models)
-    for alias, target in registry["defaults"].items():
-        if any(sizes[n] == [640, 640] for n in claims[alias]):
-            assert sizes[target] == [640, 640], alias
+def test_alias_names_the_first_variant_the_table_lists(registry, models):
+    # README (Registry): a shared alias resolves to the variant listed first in the zoo table.
+    for alias, claimers in _claims(models).items():
+        if len(claimers) > 1:
+            assert registry["defaults"][alias] == claimers[0], alias
+    assert registry["defaults"]["ssd_mobilenet_v2_fpnlite"] == "ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8"
 
 
 # --- sample configs -------------------------------------------------------
 
 
-def test_sample_config_urls_pinned_to_source_commit(models, source_commits):
-    seen = 0
-    for m in models:
+def _config_file(m):
+    return CONFIG_DIRS[m["family"]] / m["sample_config"]["path"].rsplit("/", 1)[1]
+
+
+def _with_config(models):
+    return [m for m in models if m["sample_config"] is not None]
+
+
+def test_sample_config_urls_pinned_to_source_commit(models, source_commits, tf1_source_commits):
+    for m in _with_config(models):
         sc = m["sample_config"]
-        if sc is None:
-            continue
-        seen += 1
-        assert m["family"] == "tf2-detection", m["name"]
-        assert list(sc) == ["path", "url"], m["name"]
-        assert sc["path"].startswith(CONFIG_PREFIX), m["name"]
-        fname = sc["path"][len(CONFIG_PREFIX):]
-        assert "/" not in fname and fname.endswith(".config")
-        assert (CONFIGS / fname).is_file(), fname
+        assert list(sc) == ["path", "commit", "url"], m["name"]
+        fname = sc["path"].rsplit("/", 1)[1]
+        assert _config_file(m).is_file(), fname
+        if m["family"] == "tf2-detection":
+            assert sc["path"] == CONFIG_PREFIX + fname, m["name"]
+            assert sc["commit"] == source_commits[fname], m["name"]
+        else:
+            assert (sc["path"], sc["commit"]) == tf1_source_commits[fname], m["name"]
         match = RAW_URL_RE.match(sc["url"])
         assert match, sc["url"]
-        assert match.group(1) == source_commits[fname], m["name"]
-        assert match.group(2) == sc["path"], m["name"]
-    assert seen > 0
+        assert match.groups() == (sc["commit"], sc["path"]), m["name"]
+    assert len(_with_config(models)) == 35 + 38  # TF2 (less the internal CenterNet one) and TF1 mapped
 
 
-def test_sample_config_only_for_tf2_detection(models):
+def test_tf1_sample_configs_follow_the_map(models, tf1_map):
+    tf1 = {m["name"]: m for m in models if m["family"] == "tf1-detection"}
+    assert set(tf1) == set(tf1_map)
+    for name, mapped in tf1_map.items():
+        sc = tf1[name]["sample_config"]
+        if mapped is None:
+            assert sc is None, name
+            assert tf1[name]["sample_config_note"], name  # the map's reason, shown by `zoo info`
+        else:
+            assert {"path": sc["path"], "commit": sc["commit"]} == mapped, name
+    used = {m["sample_config"]["path"].rsplit("/", 1)[1] for m in tf1.values() if m["sample_config"]}
+    assert used == {p.name for p in TF1_CONFIGS.glob("*.config")}
+    assert len(used) == 38
+
+
+def test_detection_models_have_a_config_or_say_why_not(models):
     for m in models:
-        if m["family"] != "tf2-detection":
-            assert m["sample_config"] is None, m["name"]
+        if m["family"] == "tf2-classification":
+            assert m["sample_config"] is None and m["sample_config_note"] is None, m["name"]
+        elif m["sample_config"] is not None:
+            assert m["sample_config_note"] is None, m["name"]
+
+
+def test_internal_centernet_resnet50_v2_config_is_not_used(models):
+    by_name = {m["name"]: m for m in models}
+    entry = by_name["centernet_resnet50_v2_512x512_coco17_tpu-8"]
+    assert entry["sample_config"] is None
+    assert "internal" in entry["sample_config_note"]
 
 
 def test_sample_config_matches_meta_and_extractor(models):
-    for m in models:
-        sc = m["sample_config"]
-        if sc is None:
-            continue
-        fname = sc["path"][len(CONFIG_PREFIX):]
-        meta, fe = _config_meta_and_extractor((CONFIGS / fname).read_text(encoding="utf-8"))
-        assert meta is not None and fe is not None, fname
+    for m in _with_config(models):
+        meta, fe = _config_meta_and_extractor(_config_file(m).read_text(encoding="utf-8"))
+        assert meta is not None and fe is not None, m["name"]
         assert m["meta_architecture"] == meta, m["name"]
         assert m["feature_extractor"] == fe, m["name"]
 
@@ -301,11 +351,8 @@ def test_sample_config_matches_meta_and_extractor(models):
 def test_sample_configs_quote_their_placeholders(models):
     # The stale centernet_hg104_* files write PATH_TO_BE_CONFIGURED unquoted;
     # the registry must point at the current centernet_hourglass104_* ones.
-    for m in models:
-        sc = m["sample_config"]
-        if sc is None:
-            continue
-        text = (CONFIGS / sc["path"][len(CONFIG_PREFIX):]).read_text(encoding="utf-8")
+    for m in _with_config(models):
+        text = _config_file(m).read_text(encoding="utf-8")
         assert not re.search(r":\s*PATH_TO_BE_CONFIGURED", text), m["name"]
 
 
@@ -337,20 +384,72 @@ def test_checkpoint_prefix_rules(models):
                 assert m["checkpoint"] is None, m["name"]
 
 
-def test_input_size(models):
+def _resizer_size(text):
+    """[height, width] of a fixed_shape_resizer, [min, max] of a keep_aspect_ratio_resizer."""
+    text = _strip_comment_lines(text)
+    block = re.search(r"(fixed_shape|keep_aspect_ratio)_resizer\s*:?\s*\{([^}]*)\}", text)
+    if block is None:
+        return None
+    fields = dict(re.findall(r"(\w+)\s*:\s*(\d+)", block[2]))
+    keys = ("height", "width") if block[1] == "fixed_shape" else ("min_dimension", "max_dimension")
+    return [int(fields[k]) for k in keys]
+
+
+def test_input_size_is_the_sample_configs_resizer(models):
     for m in models:
         size = m["input_size"]
-        hxw = HXW_RE.search(m["name"])
         if m["family"] == "tf2-classification":
             assert size is None, m["name"]
-        elif hxw:
+        elif m["sample_config"] is not None:
+            assert size == _resizer_size(_config_file(m).read_text(encoding="utf-8")), m["name"]
+        elif HXW_RE.search(m["name"]):
+            hxw = HXW_RE.search(m["name"])
             assert size == [int(hxw.group(1)), int(hxw.group(2))], m["name"]
         if size is not None:
             assert len(size) == 2 and all(type(v) is int and v > 0 for v in size)
     by_name = {m["name"]: m for m in models}
     assert by_name["efficientdet_d0_coco17_tpu-32"]["input_size"] == [512, 512]
-    assert by_name["efficientdet_d6_coco17_tpu-32"]["input_size"] == [1280, 1280]
+    assert by_name["efficientdet_d6_coco17_tpu-32"]["input_size"] == [1408, 1408]
     assert by_name["efficientdet_d7_coco17_tpu-32"]["input_size"] == [1536, 1536]
+    assert by_name["ssd_mobilenet_v2_320x320_coco17_tpu-8"]["input_size"] == [300, 300]
+
+
+def test_display_name_keeps_the_tables_title(models):
+    by_name = {m["name"]: m for m in models}
+    assert by_name["efficientdet_d6_coco17_tpu-32"]["display_name"] == "EfficientDet D6 1280x1280"
+    assert by_name["ssd_mobilenet_v2_320x320_coco17_tpu-8"]["display_name"] == "SSD MobileNet v2 320x320"
+    for m in models:
+        title = m["display_name"]
+        assert (title is not None) == (m["family"] == "tf2-detection"), m["name"]
+        name_size = HXW_RE.search(m["name"])
+        if title and name_size:  # what users search for stays findable
+            assert f"{name_size[1]}x{name_size[2]}" in title, m["name"]
+
+
+MOBILE_COLUMNS = {
+    "ssdlite_mobiledet_cpu_320x320_coco_2020_05_19": ("Pixel 1", None),
+    "ssd_mobilenet_v2_mnasfpn_shared_box_predictor_320x320_coco_sync_2020_05_18": ("Pixel 1", None),
+    "ssd_mobilenet_v3_large_coco_2020_01_14": ("Pixel 1", None),
+    "ssd_mobilenet_v3_small_coco_2020_01_14": ("Pixel 1", None),
+    "ssdlite_mobiledet_edgetpu_320x320_coco_2020_05_19": ("Pixel 4 Edge TPU", "COCO mAP (fp32/uint8)"),
+    "ssdlite_mobilenet_edgetpu_coco_quant": ("Pixel 4 Edge TPU", "COCO mAP (fp32/uint8)"),
+    "ssdlite_mobiledet_dsp_320x320_coco_2020_05_19": ("Pixel 4 DSP", "COCO mAP (fp32/uint8)"),
+    "spaghettinet_edgetpu_s_2021_10_13": ("Pixel 6 Edge TPU", "COCO 2017 mAP (uint8)"),
+    "spaghettinet_edgetpu_m_2021_10_13": ("Pixel 6 Edge TPU", "COCO 2017 mAP (uint8)"),
+    "spaghettinet_edgetpu_l_2021_10_13": ("Pixel 6 Edge TPU", "COCO 2017 mAP (uint8)"),
+    "faster_rcnn_resnet101_snapshot_serengeti_2020_06_10": (None, "COCO mAP@0.5"),
+    "context_rcnn_resnet101_snapshot_serengeti_2020_06_10": (None, "COCO mAP@0.5"),
+}
+
+
+def test_speed_and_map_name_the_column_they_came_from(models):
+    for m in models:
+        assert (m["speed_device"], m["metric"]) == MOBILE_COLUMNS.get(m["name"], (None, None)), m["name"]
+
+
+def test_no_sign_in_urls(models):
+    for m in models:
+        assert "storage.cloud.google.com" not in m["url"], m["name"]
 
 
 def test_no_hash_or_size_invented(models):

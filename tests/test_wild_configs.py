@@ -48,10 +48,18 @@ EXPECTED: dict[str, set[str]] = {
     "24": {"batch-size-tpu", "checkpoint-not-found"},
     "25": {"type-fine-tune", "label-map-differs", "eval-on-train"},  # CenterNet fine_tune, two label maps
     "26": {"checkpoint-missing"},
-    "27": {"extractor-unsupported", "version-missing", "type-missing", "from-detection-checkpoint"},  # TF1
-    "28": {"extractor-unsupported", "version-missing", "type-missing", "from-detection-checkpoint"},  # TF1
-    "29": {"extractor-unsupported", "version-missing"},  # TF1 Mask R-CNN
-    "30": {"extractor-unsupported", "version-missing", "type-missing", "placeholder"},  # TF1 in a TF2 folder
+    # TF1 configs (their feature extractors exist in TF1 only), checked for TF1's model_main.py:
+    "27": {"checkpoint-not-found"},  # escaped Windows backslashes
+    "28": {"checkpoint-not-found"},
+    "29": {"checkpoint-not-found"},  # TF1 Mask R-CNN
+    "30": {"type-missing", "placeholder"},  # TF1 in a TF2 folder
+}
+# The same TF1 configs checked for TF2's model_main_tf2.py (`--trainer tf2`).
+EXPECTED_TF2 = {
+    "27": {"extractor-unsupported", "version-missing", "type-missing", "from-detection-checkpoint"},
+    "28": {"extractor-unsupported", "version-missing", "type-missing", "from-detection-checkpoint"},
+    "29": {"extractor-unsupported", "version-missing"},
+    "30": {"extractor-unsupported", "version-missing", "type-missing", "placeholder"},
 }
 # What INDEX.md says is fine, so the checker must not claim otherwise.
 ABSENT: dict[str, set[str]] = {
@@ -62,6 +70,7 @@ ABSENT: dict[str, set[str]] = {
     "24": {"extractor-unsupported"},  # CenterNet mobilenet_v2_fpn_sep_conv exists in TF2
     "25": {"type-unknown"},  # fine_tune is CenterNet's, reported as version-dependent
     "26": {"extractor-unsupported"},
+    **{tf1: {"extractor-unsupported", "version-missing", "from-detection-checkpoint"} for tf1 in EXPECTED_TF2},
 }
 
 
@@ -69,8 +78,8 @@ def wild(number: str) -> Path:
     return next(WILD.glob(f"{number}_*.config"))
 
 
-def run(doc: Document, cwd: Path) -> list[Finding]:
-    return check(doc, gather(doc, cwd))
+def run(doc: Document, cwd: Path, trainer: str | None = None) -> list[Finding]:
+    return check(doc, gather(doc, cwd), trainer)
 
 
 def by_id(findings: list[Finding], finding_id: str) -> list[Finding]:
@@ -89,6 +98,12 @@ def test_wild_config_findings(number: str, tmp_path: Path):
     assert EXPECTED[number] <= found, (number, sorted(found))
     assert not ABSENT.get(number, set()) & found, (number, sorted(found))
     assert all(f.message and (f.line is None or f.line > 0) for f in findings)
+
+
+@pytest.mark.parametrize("number", sorted(EXPECTED_TF2))
+def test_tf1_wild_configs_checked_for_tf2_are_refused(number: str, tmp_path: Path):
+    found = {f.id for f in run(parse_file(wild(number)), tmp_path, trainer="tf2")}
+    assert EXPECTED_TF2[number] <= found, (number, sorted(found))
 
 
 def test_the_syntax_broken_snapshot_fails_to_parse_with_its_line():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bz2
 import copy
+import logging
 import lzma
 import os
 import re
@@ -25,6 +26,8 @@ from typing import Any, NoReturn, Protocol
 from zoo.checkpoint import Checkpoint, check_files, read_checkpoint
 from zoo.errors import IntegrityError, UnsafeArchiveError
 from zoo.fsutil import writing
+
+log = logging.getLogger("zoo")
 
 CHUNK = 1 << 20
 _DRIVE = re.compile(r"[A-Za-z]:")  # C:/..., absolute on Windows
@@ -400,9 +403,17 @@ def find_checkpoint(root: Path, expected: str | None) -> Checkpoint:
 
     ``expected`` is the registry's prefix relative to the archive's top
     directory; without one, the single checkpoint outside ``saved_model/`` is
-    taken. The tensors' bytes are not read here (``verify_checkpoint`` does).
+    taken. When the expected prefix is absent but exactly one other is there
+    (``ssdlite_mobiledet_*`` archives hold ``model.ckpt-400000``, not
+    ``model.ckpt``), that one is taken with a warning: the caller records the
+    returned prefix. The tensors' bytes are not read here (``verify_checkpoint`` does).
     """
     candidates = _prefixes(root, expected)
+    if not candidates and expected:
+        candidates = _prefixes(root, None)
+        if len(candidates) == 1:
+            log.warning("the archive holds no '%s' checkpoint; using its only checkpoint, '%s'",
+                        expected, candidates[0].relative_to(root))  # fmt: skip
     if len(candidates) != 1:
         found = ", ".join(str(p.relative_to(root)) for p in candidates) or "none"
         wanted = f"'{expected}.index'" if expected else "one checkpoint '.index' file"

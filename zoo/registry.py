@@ -23,6 +23,7 @@ DETECTION_FAMILIES = frozenset({"tf2-detection", "tf1-detection"})
 FORMAT = 1
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 # Names and aliases become cache directory names, from any registry file:
 # one plain path component, so none can climb out of the cache or hide a file.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -34,6 +35,10 @@ _URL_SCHEMES = ("http://", "https://", "file://", "/")
 class SampleConfig:
     path: str
     url: str
+    commit: str | None = None  # the upstream commit ``url`` is pinned to
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "commit": self.commit, "url": self.url}
 
 
 @dataclass(frozen=True)
@@ -44,11 +49,15 @@ class Model:
     aliases: tuple[str, ...] = ()
     checkpoint: str | None = None
     sample_config: SampleConfig | None = None
+    sample_config_note: str | None = None  # why there is no usable sample config
     meta_architecture: str | None = None
     feature_extractor: str | None = None
     input_size: tuple[int, int] | None = None
     coco_map: str | None = None
+    metric: str | None = None  # the table column coco_map came from; None: "COCO mAP"
     speed_ms: float | None = None
+    speed_device: str | None = None  # where speed_ms was measured; None: the zoo's desktop GPU
+    display_name: str | None = None  # the zoo table's title, e.g. "EfficientDet D6 1280x1280"
     outputs: str | None = None
     sha256: str | None = None
     size: int | None = None
@@ -58,23 +67,28 @@ class Model:
     def is_detection(self) -> bool:
         return self.family in DETECTION_FAMILIES
 
+    @property
+    def trainer(self) -> str:
+        """The trainer its checkpoint is for: TF1 checkpoints are name-based."""
+        return "tf1" if self.family == "tf1-detection" else "tf2"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "display_name": self.display_name,
             "aliases": list(self.aliases),
             "family": self.family,
             "url": self.url,
             "checkpoint": self.checkpoint,
-            "sample_config": (
-                {"path": self.sample_config.path, "url": self.sample_config.url}
-                if self.sample_config
-                else None
-            ),
+            "sample_config": self.sample_config.to_dict() if self.sample_config else None,
+            "sample_config_note": self.sample_config_note,
             "meta_architecture": self.meta_architecture,
             "feature_extractor": self.feature_extractor,
             "input_size": list(self.input_size) if self.input_size else None,
             "coco_map": self.coco_map,
+            "metric": self.metric,
             "speed_ms": self.speed_ms,
+            "speed_device": self.speed_device,
             "outputs": self.outputs,
             "sha256": self.sha256,
             "size": self.size,
@@ -225,9 +239,9 @@ class _Where:
 
 
 _MODEL_KEYS = {
-    "name", "aliases", "family", "url", "checkpoint", "sample_config",
-    "meta_architecture", "feature_extractor", "input_size", "coco_map",
-    "speed_ms", "outputs", "sha256", "size",
+    "name", "display_name", "aliases", "family", "url", "checkpoint", "sample_config", "sample_config_note",
+    "meta_architecture", "feature_extractor", "input_size", "coco_map", "metric",
+    "speed_ms", "speed_device", "outputs", "sha256", "size",
 }  # fmt: skip
 
 
@@ -248,11 +262,15 @@ def _parse_model(entry: Any, where: _Where) -> Model:
         aliases=_aliases(entry.get("aliases", []), where),
         checkpoint=_relative_path(entry, "checkpoint", where),
         sample_config=_sample_config(entry.get("sample_config"), where),
+        sample_config_note=_sample_config_note(entry, where),
         meta_architecture=_text(entry, "meta_architecture", where),
         feature_extractor=_text(entry, "feature_extractor", where),
         input_size=_input_size(entry.get("input_size"), where),
         coco_map=_text(entry, "coco_map", where),
+        metric=_text(entry, "metric", where),
         speed_ms=_number(entry.get("speed_ms"), where, "speed_ms"),
+        speed_device=_text(entry, "speed_device", where),
+        display_name=_text(entry, "display_name", where),
         outputs=_text(entry, "outputs", where),
         sha256=_sha256(entry.get("sha256"), where),
         size=_size(entry.get("size"), where),
@@ -308,11 +326,23 @@ def _relative_path(entry: dict[str, Any], key: str, where: _Where) -> str | None
 def _sample_config(value: Any, where: _Where) -> SampleConfig | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) != {"path", "url"}:
-        raise where.error("must be null or an object with 'path' and 'url'", "sample_config")
+    if not isinstance(value, dict) or not {"path", "url"} <= set(value) <= {"path", "commit", "url"}:
+        raise where.error("must be null or an object with 'path', 'url' and optionally 'commit'", "sample_config")
     if not isinstance(value["path"], str) or not value["path"]:
         raise where.error("path must be a non-empty string", "sample_config")
-    return SampleConfig(value["path"], _url(value["url"], where, "sample_config.url"))
+    url = _url(value["url"], where, "sample_config.url")
+    commit = value.get("commit")
+    if commit is not None and (not isinstance(commit, str) or not _COMMIT.fullmatch(commit) or commit not in url):
+        # A commit the URL does not name would let the two disagree about which file is meant.
+        raise where.error(f"commit must be 40 lowercase hex digits that the url names, got {commit!r}",
+                          "sample_config")  # fmt: skip
+    return SampleConfig(value["path"], url, commit)
+
+
+def _sample_config_note(entry: dict[str, Any], where: _Where) -> str | None:
+    note = _text(entry, "sample_config_note", where)
+    # Only a missing config needs explaining; a layered file that adds one need not clear the note.
+    return note if entry.get("sample_config") is None else None
 
 
 def _input_size(value: Any, where: _Where) -> tuple[int, int] | None:

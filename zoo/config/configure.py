@@ -1,5 +1,10 @@
 """`zoo config`: a zoo model's sample config (or the user's), made ready to train.
 
+A TF2 model's config is written for model_main_tf2.py (``fine_tune_checkpoint_version:
+V2``); a TF1 model's for TF1's model_main.py, whose name-based checkpoints the TF2
+trainer cannot restore: no version field, and the type written the way the
+config already spells it (``from_detection_checkpoint`` in older configs).
+
 ``configure`` fetches the model (a cache hit opens no connection), takes its
 sample config or ``--from``, writes the fine-tune fields and whatever the user
 asked for through zoo.config.textproto (so every other byte stays as it was),
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.config.checks import FINE_TUNE_CHECKPOINT, Finding, Severity, is_remote
+from zoo.config.checks.common import CHECKPOINT_TYPE, CHECKPOINT_VERSION, FROM_DETECTION
 from zoo.config.facts import check_document
 from zoo.config.labelmap import LabelMap, read_label_map
 from zoo.config.textproto import (
@@ -61,6 +67,7 @@ class Edits:
 
     fine_tune_checkpoint: str
     checkpoint_type: str
+    trainer: str = "tf2"  # the trainer the checkpoint is for (Model.trainer)
     label_map_path: str | None = None
     label_map: LabelMap | None = None  # as read from label_map_path, for the check to reuse
     num_classes: int | None = None
@@ -117,7 +124,7 @@ def configure(request: Request, settings: Settings, *, cwd: Path | None = None, 
     edits = resolve_edits(request, model, fetched, cwd)
     apply_edits(document, edits)
     read = {edits.label_map_path: edits.label_map} if edits.label_map_path and edits.label_map else {}
-    findings = check_document(document, cwd, cache_root=settings.cache_dir, label_maps=read)
+    findings = check_document(document, cwd, cache_root=settings.cache_dir, label_maps=read, trainer=edits.trainer)
     return Configured(model, fetched, template, text, document, findings)
 
 
@@ -145,6 +152,7 @@ def resolve_edits(request: Request, model: Model, fetched: FetchResult, cwd: Pat
     return Edits(
         fine_tune_checkpoint=str(fetched.checkpoint),
         checkpoint_type=checkpoint_type,
+        trainer=model.trainer,
         label_map_path=label_map_path,
         label_map=label_map,
         num_classes=num_classes,
@@ -162,8 +170,11 @@ def _absolute(value: str, cwd: Path) -> str:
 def apply_edits(doc: Document, edits: Edits) -> None:
     """Write ``edits`` into ``doc``; fields not named keep their bytes."""
     doc.set(FINE_TUNE_CHECKPOINT, edits.fine_tune_checkpoint)
-    doc.set("train_config.fine_tune_checkpoint_type", edits.checkpoint_type)
-    doc.set("train_config.fine_tune_checkpoint_version", Identifier("V2"))
+    if edits.trainer == "tf1":
+        _set_tf1_type(doc, edits.checkpoint_type)
+    else:
+        doc.set(CHECKPOINT_TYPE, edits.checkpoint_type)
+        doc.set(CHECKPOINT_VERSION, Identifier("V2"))
     if edits.num_classes is not None:
         doc.set(num_classes_path(doc), edits.num_classes)
     if edits.batch_size is not None:
@@ -177,6 +188,16 @@ def apply_edits(doc: Document, edits: Edits) -> None:
         doc.set_all("train_input_reader.tf_record_input_reader.input_path", edits.train_records)
     if edits.eval_records:
         doc.set_all(f"{_eval_reader(doc)}.tf_record_input_reader.input_path", edits.eval_records)
+
+
+def _set_tf1_type(doc: Document, checkpoint_type: str) -> None:
+    """TF1 reads the type, or from_detection_checkpoint when the type is empty:
+    an older config keeps its own field; the version field means nothing to TF1."""
+    if FROM_DETECTION in doc and CHECKPOINT_TYPE not in doc and checkpoint_type in ("detection", "classification"):
+        doc.set(FROM_DETECTION, checkpoint_type == "detection")
+    else:
+        doc.set(CHECKPOINT_TYPE, checkpoint_type)
+    doc.delete(CHECKPOINT_VERSION)
 
 
 def _readers(doc: Document) -> list[str]:

@@ -19,6 +19,7 @@ from zoo.cache import Cache, checked_name
 from zoo.checkpoint import Checkpoint, check_files, read_checkpoint, resolve_prefix
 from zoo.config.checks import (
     FINE_TUNE_CHECKPOINT,
+    TF1_DETECTION_SCOPES,
     CheckpointFacts,
     Facts,
     Finding,
@@ -47,10 +48,12 @@ def check_document(
     model_dir: Path | None = None,
     cache_root: Path | None = None,
     label_maps: Mapping[str, LabelMap] | None = None,
+    trainer: str | None = None,
 ) -> list[Finding]:
-    """`zoo check` on a parsed config: the facts from disk, then the pure rules."""
+    """`zoo check` on a parsed config: the facts from disk, then the pure rules
+    for ``trainer`` ("tf1" or "tf2"; None: as the config's feature extractor says)."""
     facts = gather(doc, cwd, model_dir=model_dir, cache_root=cache_root, label_maps=label_maps)
-    return check(doc, facts)
+    return check(doc, facts, trainer)
 
 
 def gather(
@@ -100,6 +103,7 @@ def _checkpoint_facts(doc: Document, cwd: Path, cache_root: Path | None) -> Chec
         roots=tuple(checkpoint.root_objects()),
         model_children=tuple(checkpoint.model_children()),
         feature_extractor_names=checkpoint.has_name_prefix("feature_extractor"),
+        detection_scopes=any(checkpoint.has_name_prefix(scope) for scope in TF1_DETECTION_SCOPES),
         reference=reference, reference_path=reference_path, reference_error=reference_error,
         searched=searched, zoo_model=_zoo_model(prefix, cache_root),
     )  # fmt: skip

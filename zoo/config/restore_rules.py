@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from zoo.config.textproto import Document, Message, Value, meta_architecture
+from zoo.errors import ConfigError
 
 CHECKPOINT_TYPES = ("classification", "detection", "full")
-DEFAULT_TYPE = "classification"  # what the trainer assumes for an empty type
 
 # The root object each type restores, and the model/ children `detection`
 # restores per meta-architecture (restore_from_objects in each meta-arch).
@@ -55,6 +55,38 @@ TF2_EXTRACTORS = {
         "mobilenet_v2", "mobilenet_v2_fpn", "mobilenet_v2_fpn_sep_conv",
     }),
 }  # fmt: skip
+
+
+# Feature extractors the TF1 model builder knows (builders/model_builder.py, the maps
+# under `if tf_version.is_tf1()`); CenterNet has none there.
+TF1_EXTRACTORS = {
+    "ssd": frozenset({
+        "ssd_inception_v2", "ssd_inception_v3", "ssd_mobilenet_v1", "ssd_mobilenet_v1_fpn", "ssd_mobilenet_v1_ppn",
+        "ssd_mobilenet_v2", "ssd_mobilenet_v2_fpn", "ssd_mobilenet_v2_mnasfpn", "ssd_mobilenet_v3_large",
+        "ssd_mobilenet_v3_small", "ssd_mobilenet_edgetpu", "ssd_resnet50_v1_fpn", "ssd_resnet101_v1_fpn",
+        "ssd_resnet152_v1_fpn", "ssd_resnet50_v1_ppn", "ssd_resnet101_v1_ppn", "ssd_resnet152_v1_ppn",
+        "embedded_ssd_mobilenet_v1", "ssd_pnasnet", "ssd_mobiledet_cpu", "ssd_mobiledet_dsp",
+        "ssd_mobiledet_edgetpu", "ssd_mobiledet_gpu", "ssd_spaghettinet",
+    }),
+    "faster_rcnn": frozenset({
+        "faster_rcnn_nas", "faster_rcnn_pnas", "faster_rcnn_inception_resnet_v2", "faster_rcnn_inception_v2",
+        "faster_rcnn_resnet50", "faster_rcnn_resnet101", "faster_rcnn_resnet152",
+    }),
+    "center_net": frozenset(),
+}  # fmt: skip
+EXTRACTORS = {"tf1": TF1_EXTRACTORS, "tf2": TF2_EXTRACTORS}
+TF1_CHECKPOINT_TYPES = ("classification", "detection")  # TF1 restore_map raises on any other
+
+
+def trainer_for(doc: Document) -> str:
+    """The trainer a config is written for: "tf1" when its feature extractor
+    exists only in TF1's model builder, else "tf2" (the default)."""
+    try:
+        arch = meta_architecture(doc)
+    except ConfigError:
+        return "tf2"
+    extractor = doc.get(f"model.{arch}.feature_extractor.type")
+    return "tf1" if extractor in TF1_EXTRACTORS.get(arch, ()) else "tf2"
 
 
 class Effect(Enum):

@@ -1,4 +1,4 @@
-"""`zoo check`: what the TF2 trainer would reject at start, found before it starts.
+"""`zoo check`: what the trainer would reject at start, found before it starts.
 
 ``check(doc, facts)`` is a pure function of a parsed pipeline config and the
 facts gathered at the edge by ``zoo.config.facts`` (the checkpoint's index, the
@@ -17,6 +17,12 @@ The rules live in one module per group, sharing the vocabulary of
 ``version_type``, ``architecture`` (incl. feature extractors),
 ``label_maps`` (incl. num_classes), ``inputs``, ``model_dir`` and
 ``schedule`` (batch, steps, learning-rate schedule).
+
+A config is checked for one trainer: TF2's ``model_main_tf2.py`` (the default)
+or TF1's ``model_main.py`` (``tf1``), chosen by the caller or, when not given,
+by its feature extractor type (``restore_rules.trainer_for``). TF1 replaces the
+checkpoint rules (``tf1``: name-based restore, no version field) and the
+extractor list, and has no model_dir rules here; the other groups are shared.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from zoo.config.checks.architecture import extractor_rules
 from zoo.config.checks.checkpoint_path import checkpoint_rules
 from zoo.config.checks.common import (
     FINE_TUNE_CHECKPOINT,
+    TF1_DETECTION_SCOPES,
+    TRAINERS,
     CheckpointFacts,
     Facts,
     Finding,
@@ -41,29 +49,41 @@ from zoo.config.checks.label_maps import label_map_rules
 from zoo.config.checks.model_dir import model_dir_rules
 from zoo.config.checks.schedule import training_rules
 from zoo.config.checks.structure import placeholder_rules, structure_rules
+from zoo.config.checks.tf1 import tf1_checkpoint_rules
+from zoo.config.restore_rules import trainer_for
 from zoo.config.textproto import Document, meta_architecture
 from zoo.errors import ConfigError
 
 
-def check(doc: Document, facts: Facts) -> list[Finding]:
-    """Every finding for ``doc``, errors first, each group in file order."""
+def check(doc: Document, facts: Facts, trainer: str | None = None) -> list[Finding]:
+    """Every finding for ``doc`` under ``trainer`` ("tf1", "tf2"; None: as its
+    feature extractor says), errors first, each group in file order."""
     if _is_label_map(doc):
         return [_label_map_finding(doc)]  # every rule would only restate that it is no config
+    if trainer is not None and trainer not in TRAINERS:
+        raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {trainer!r}")
+    trainer = trainer or trainer_for(doc)
     arch, no_model = _arch(doc)
     findings = [
         *structure_rules(doc),
         *placeholder_rules(doc),
-        *checkpoint_rules(doc, facts, arch),
-        *extractor_rules(doc, arch),
+        *(_tf1_rules(doc, facts, arch) if trainer == "tf1" else _tf2_rules(doc, facts, arch)),
         *label_map_rules(doc, facts, arch),
         *input_rules(doc, facts),
-        *model_dir_rules(doc, facts),
         *training_rules(doc),
     ]
     if no_model is not None:
         findings.append(_model_block_finding(no_model))
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
     return sorted(findings, key=lambda f: (order[f.severity], f.line or 0))
+
+
+def _tf2_rules(doc: Document, facts: Facts, arch: str | None) -> list[Finding]:
+    return [*checkpoint_rules(doc, facts, arch), *extractor_rules(doc, arch), *model_dir_rules(doc, facts)]
+
+
+def _tf1_rules(doc: Document, facts: Facts, arch: str | None) -> list[Finding]:
+    return [*tf1_checkpoint_rules(doc, facts, arch), *extractor_rules(doc, arch, "tf1")]
 
 
 def summary(findings: list[Finding]) -> str:
@@ -98,6 +118,7 @@ def _model_block_finding(problem: ConfigError) -> Finding:
 
 
 __all__ = [
-    "FINE_TUNE_CHECKPOINT", "CheckpointFacts", "Facts", "Finding", "LabelMapFacts", "ModelDirFacts", "Severity",
+    "FINE_TUNE_CHECKPOINT", "TF1_DETECTION_SCOPES", "TRAINERS", "CheckpointFacts", "Facts", "Finding",
+    "LabelMapFacts", "ModelDirFacts", "Severity",
     "check", "input_path_fields", "is_remote", "label_map_fields", "string_value", "summary",
 ]  # fmt: skip

@@ -104,15 +104,26 @@ def _setting_line(difference: restore_rules.Difference) -> int | None:
     return difference.ours.line if difference.ours and difference.ours.line else None
 
 
-def extractor_rules(doc: Document, arch: str | None) -> list[Finding]:
-    known = restore_rules.TF2_EXTRACTORS.get(arch or "")
-    node = first_scalar(doc, f"model.{arch}.feature_extractor.type") if known else None
+def extractor_rules(doc: Document, arch: str | None, trainer: str = "tf2") -> list[Finding]:
+    """The feature extractor must exist in the model builder of the trainer the config is for."""
+    known = restore_rules.EXTRACTORS[trainer].get(arch or "")
+    node = first_scalar(doc, f"model.{arch}.feature_extractor.type") if known is not None else None
     if node is None or node.kind != "string" or node.as_str() in known:  # type: ignore[operator]
         return []
     name = node.as_str()
-    keras = f"{name}_keras"
-    fix = (f'type: "{keras}" (its TF2 Keras version) with a TF2 checkpoint' if keras in known  # type: ignore[operator]
-           else "a TF2 feature extractor (see `zoo list --family tf2-detection`), or TF1's model_main.py")  # fmt: skip
+    other = "tf1" if trainer == "tf2" else "tf2"
     return [Finding("extractor-unsupported", Severity.ERROR, f"model.{arch}.feature_extractor.type", node.line,
-                    f"{name!r} is not a TF2 feature extractor for {arch} (a TF1-only or custom type)",
-                    EXTRACTOR_UNSUPPORTED.format(name), fix)]  # fmt: skip
+                    f"{name!r} is not a {trainer.upper()} feature extractor for {arch} (a {other.upper()}-only or "
+                    "custom type)", EXTRACTOR_UNSUPPORTED.format(name), _extractor_fix(name, known, trainer))]  # fmt: skip
+
+
+def _extractor_fix(name: str, known: frozenset[str], trainer: str) -> str:
+    """The same network's name in this trainer's builder, where it has one."""
+    if trainer == "tf2":
+        keras = f"{name}_keras"
+        return (f'type: "{keras}" (its TF2 Keras version) with a TF2 checkpoint' if keras in known
+                else "a TF2 feature extractor (see `zoo list --family tf2-detection`), or TF1's model_main.py")  # fmt: skip
+    plain = name.removesuffix("_keras")
+    return (f'type: "{plain}" (its TF1 version) with a TF1 checkpoint' if plain != name and plain in known
+            else "a TF1 feature extractor (see `zoo list --family tf1-detection`), or model_main_tf2.py "
+                 "(`zoo check --trainer tf2`)")  # fmt: skip

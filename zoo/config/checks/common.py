@@ -36,6 +36,11 @@ _INPUT_PATH = re.compile(r"(train_input_reader|eval_input_reader(\[\d+\])?)\.tf_
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
+TRAINERS = ("tf1", "tf2")  # model_main.py under TF 1.15; model_main_tf2.py
+# Where a TF1 detection checkpoint keeps its feature extractor (SSD; Faster R-CNN and R-FCN):
+# the TF1 'detection' restore maps these names, 'classification' strips them.
+TF1_DETECTION_SCOPES = ("FeatureExtractor/", "FirstStageFeatureExtractor/")
+
 TPU_BATCH_SIZE = 64  # the TPU sample configs use 64 to 512; one GPU rarely fits 64 large images
 VERSIONS = ("UNKNOWN", "V1", "V2")
 
@@ -128,6 +133,7 @@ class CheckpointFacts:
     roots: tuple[str, ...] = ()
     model_children: tuple[str, ...] = ()
     feature_extractor_names: bool = False  # a name starts with "feature_extractor"
+    detection_scopes: bool = False  # a name starts with a TF1_DETECTION_SCOPES scope
     reference: Document | None = None  # the checkpoint's own pipeline.config
     reference_path: Path | None = None
     reference_error: str | None = None
@@ -190,6 +196,12 @@ def string_value(node: Scalar) -> str | None:
         return node.as_str()
     except ConfigError:
         return None
+
+
+def effective_type(written: str, legacy: Scalar | None) -> str:
+    """The type both trainers use (config_util.update_fine_tune_checkpoint_type): the
+    written one, else "detection" when from_detection_checkpoint is true, else "classification"."""
+    return written or ("detection" if legacy is not None and as_bool(legacy) else "classification")
 
 
 def holds_placeholder(node: Scalar) -> bool:

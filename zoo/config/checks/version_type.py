@@ -25,6 +25,7 @@ from zoo.config.checks.common import (
     Finding,
     Severity,
     as_bool,
+    effective_type,
     first_scalar,
     line_of,
     literal,
@@ -78,7 +79,7 @@ def type_rules(doc: Document, ftc: Scalar, checkpoint: CheckpointFacts | None, a
     node = first_scalar(doc, CHECKPOINT_TYPE)
     written = literal(node) if node is not None else ""  # an unquoted type is reported, and meant
     legacy = first_scalar(doc, FROM_DETECTION)
-    effective = written or ("detection" if legacy is not None and as_bool(legacy) else restore_rules.DEFAULT_TYPE)
+    effective = effective_type(written, legacy)
     line = node.line if node is not None else line_of(doc, "train_config")
     if written and written not in restore_rules.CHECKPOINT_TYPES:
         return [_unknown_type(written, arch, line)]
