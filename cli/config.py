@@ -100,10 +100,11 @@ def config_command(
 def check_command(
     config: Annotated[Path, typer.Argument(help="Pipeline config to check.", metavar="CONFIG", show_default=False)],
     model_dir: Annotated[Optional[Path], typer.Option("--model-dir", metavar="DIR", help="The model_dir training will write to: checked for a clash with the checkpoint and for resumption.")] = None,
+    trainer: Annotated[Optional[str], typer.Option("--trainer", metavar="tf1|tf2", help="The trainer the config is for (default: tf1 when its feature extractor exists only in TF1, else tf2).")] = None,
     cache_dir: CacheDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Find what would make TF2 training fail at start (or train the wrong thing), with the fix."""
+    """Find what would make training fail at start (or train the wrong thing), with the fix."""
     from zoo.config.checks import Severity, summary
     from zoo.config.facts import check_document
     from zoo.config.textproto import parse_file
@@ -115,7 +116,8 @@ def check_command(
             emit(True, {"ok": False, "config": str(config), "error": str(exc), "exit_code": exc.exit_code,
                               "line": exc.line, "column": exc.column}, "")  # fmt: skip
         raise
-    findings = check_document(doc, Path.cwd(), model_dir=model_dir, cache_root=settings_from(cache_dir).cache_dir)
+    findings = check_document(doc, Path.cwd(), model_dir=model_dir, cache_root=settings_from(cache_dir).cache_dir,
+                              trainer=trainer)  # fmt: skip
     errors = sum(f.severity is Severity.ERROR for f in findings)
     data = {"ok": not errors, "config": str(config), "summary": summary(findings),
             "findings": [f.to_dict() for f in findings]}  # fmt: skip

@@ -108,7 +108,8 @@ def lock_(
 
 
 # `zoo list` columns: header (with units), then how each row is laid out.
-LIST_HEADER = f"  {'NAME':<72} {'FAMILY':<18} {'ARCHITECTURE':<12} {'INPUT px':>9} {'SPEED ms':>8} {'COCO mAP':>9}"
+LIST_HEADER = (f"  {'NAME':<72} {'FAMILY':<18} {'ARCHITECTURE':<12} {'INPUT px':>9} {'SPEED ms':>8} {'COCO mAP':>9}"
+               "  MEASURED ON")
 
 
 @app.command("list")
@@ -136,7 +137,9 @@ def list_(
         text = (
             f"{'*' if row.cached else ' '} {model.name:<72} {model.family:<18} "
             f"{model.meta_architecture or '-':<12} {size:>9} {f'{model.speed_ms:g}' if model.speed_ms else '-':>8} {model.coco_map or '-':>9}"
-        )
+            # Phone latencies and other mAP columns must not read as the desktop GPU's numbers.
+            f"  {'; '.join(filter(None, (model.speed_device, model.metric)))}"
+        ).rstrip()
         emit(as_json, row.to_dict(), text)
 
 

@@ -41,8 +41,12 @@ def test_the_cli_path_never_imports_tensorflow(zoo: Zoo):
 
 def test_list_filters_and_marks_cached(zoo: Zoo):
     header, *classification = zoo.run("list", "--family", "tf2-classification").stdout.splitlines()
-    assert header.split() == ["NAME", "FAMILY", "ARCHITECTURE", "INPUT", "px", "SPEED", "ms", "COCO", "mAP"]
+    assert header.split() == ["NAME", "FAMILY", "ARCHITECTURE", "INPUT", "px", "SPEED", "ms", "COCO", "mAP", "MEASURED", "ON"]
     assert len(classification) == 14
+    # A phone's latency says so, next to the desktop GPU times of the other rows.
+    (edgetpu,) = [r for r in zoo.run("list", "--family", "tf1-detection").stdout.splitlines()
+                  if r.split()[0] == "ssdlite_mobiledet_edgetpu_320x320_coco_2020_05_19"]  # fmt: skip
+    assert edgetpu.endswith("6.9 25.9/25.6  Pixel 4 Edge TPU; COCO mAP (fp32/uint8)")
     faster = zoo.run("list", "--arch", "faster_rcnn", "--json").stdout.splitlines()
     assert faster and all("faster_rcnn" in json.loads(line)["meta_architecture"] for line in faster)
     empty = zoo.run("list", "--cached")

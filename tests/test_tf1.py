@@ -337,3 +337,14 @@ def test_fetch_records_the_real_prefix_and_config_writes_it(served: Served, proj
     doc = parse_file(out)
     assert doc.get(FTC) == fetched.stdout.strip()
     assert doc.get(TYPE) == "detection" and VERSION not in doc
+
+
+def test_check_takes_the_trainer_from_the_option_or_the_feature_extractor(zoo: Zoo, tmp_path: Path):
+    config = tmp_path / "tf1.config"
+    config.write_text((TF1_CONFIGS / "ssd_mobilenet_v1_coco.config").read_text())
+    guessed = zoo.run("check", str(config), "--json")
+    as_tf2 = zoo.run("check", str(config), "--json", "--trainer", "tf2")
+    ids = [{f["id"] for f in json.loads(run.stdout)["findings"]} for run in (guessed, as_tf2)]
+    assert "extractor-unsupported" not in ids[0] and "extractor-unsupported" in ids[1]
+    wrong = zoo.run("check", str(config), "--trainer", "tf3")
+    assert wrong.returncode == 2 and wrong.stderr == "zoo: error: --trainer must be one of tf1, tf2, got 'tf3'\n"

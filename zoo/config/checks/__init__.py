@@ -52,16 +52,16 @@ from zoo.config.checks.structure import placeholder_rules, structure_rules
 from zoo.config.checks.tf1 import tf1_checkpoint_rules
 from zoo.config.restore_rules import trainer_for
 from zoo.config.textproto import Document, meta_architecture
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, UsageError
 
 
 def check(doc: Document, facts: Facts, trainer: str | None = None) -> list[Finding]:
     """Every finding for ``doc`` under ``trainer`` ("tf1", "tf2"; None: as its
     feature extractor says), errors first, each group in file order."""
+    if trainer is not None and trainer not in TRAINERS:
+        raise UsageError(f"--trainer must be one of {', '.join(TRAINERS)}, got {trainer!r}")
     if _is_label_map(doc):
         return [_label_map_finding(doc)]  # every rule would only restate that it is no config
-    if trainer is not None and trainer not in TRAINERS:
-        raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {trainer!r}")
     trainer = trainer or trainer_for(doc)
     arch, no_model = _arch(doc)
     findings = [
