@@ -41,7 +41,7 @@ def at_least_one(value: Optional[int]) -> Optional[int]:
 
 
 CacheDirOption = Annotated[
-    Optional[Path],
+    Optional[str],  # not Path: Path("") is ".", and an empty --cache-dir "$UNSET" must not mean the current directory
     typer.Option("--cache-dir", metavar="DIR", help="Cache directory (default: $ZOO_CACHE_DIR, else $XDG_CACHE_HOME/zoo, else ~/.cache/zoo)."),
 ]
 RegistryOption = Annotated[
@@ -74,7 +74,7 @@ ModelArgument = Annotated[
 
 
 def settings_from(
-    cache_dir: Path | None = None,
+    cache_dir: str | None = None,
     registry: list[Path] | None = None,
     mirror: list[str] | None = None,
     offline: bool = False,
@@ -86,7 +86,7 @@ def settings_from(
 
     # A flag left off means "as the environment says", so it passes None.
     return Settings.from_env(
-        cache_dir=cache_dir,
+        cache_dir=cache_dir or None,  # empty: as if not given, like an empty ZOO_CACHE_DIR
         mirrors=mirror or (),
         offline=True if offline else None,
         mirror_only=True if mirror_only else None,

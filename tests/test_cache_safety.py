@@ -85,7 +85,8 @@ def test_the_cache_itself_refuses_names_that_are_paths(tmp_path: Path):
 @pytest.mark.parametrize("sub", ["tmp", "downloads"])
 def test_prune_refuses_a_symlinked_cache_directory(zoo: Zoo, sub: str):
     target = canary(zoo.home / "elsewhere")
-    (zoo.cache).mkdir(parents=True)
+    fetched(zoo)
+    shutil.rmtree(zoo.cache / sub, ignore_errors=True)
     (zoo.cache / sub).symlink_to(target)
     result = zoo.run("cache", "prune")
     assert result.returncode == 1
@@ -205,3 +206,30 @@ def test_jobs_exit_with_the_first_failure_in_argument_order(zoo: Zoo, upstream: 
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["name"], r["ok"]) for r in rows] == [("slow_missing", False), ("no_such_model", False), (MODEL, True)]
     assert [r.get("exit_code") for r in rows] == [5, 3, None]
+
+
+def test_rm_and_prune_delete_nothing_in_a_directory_zoo_did_not_make_its_cache(zoo: Zoo, tmp_path: Path):
+    # A cache directory set to the wrong place: a project folder with zoo-like subfolders.
+    project = tmp_path / "project"
+    files = [project / "models" / "research" / "files" / "x", project / "tmp" / "scratch@0123456789abcdef" / "n",
+             project / "downloads" / "data@x.part"]  # fmt: skip
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("keep")
+    for command in (["cache", "prune"], ["cache", "rm", "research"]):
+        result = zoo.run(*command, "--cache-dir", str(project))
+        assert result.returncode == 1 and result.stderr == (
+            f"zoo: error: {project} is not a zoo cache (no CACHEDIR.TAG, no cached model); "
+            "nothing was removed (check --cache-dir / ZOO_CACHE_DIR)\n"
+        )
+    assert all(path.read_text() == "keep" for path in files)
+
+
+def test_an_empty_cache_dir_option_means_the_default_not_the_current_directory(zoo: Zoo, tmp_path: Path):
+    work = tmp_path / "work"
+    (work / "tmp" / "scratch@0123456789abcdef").mkdir(parents=True)
+    fetched(zoo)
+    result = subprocess.run(zoo.command("cache", "ls", "--cache-dir", ""), cwd=work, env=zoo.env,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0 and MODEL in result.stdout  # the ZOO_CACHE_DIR cache, not ./
+    assert (work / "tmp" / "scratch@0123456789abcdef").is_dir() and not (work / "CACHEDIR.TAG").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import re
 import stat
@@ -78,15 +79,20 @@ def test_cache_ls_du_rm_and_prune(zoo: Zoo):
 
     leftovers = [
         zoo.cache / "downloads" / "other@x.tar.gz.part",
-        zoo.cache / "tmp" / "other@abc123" / "half.bin",
+        zoo.cache / "tmp" / "other@0123456789abcdef" / "half.bin",
         zoo.cache / "models" / "unmarked" / "files" / "x",
     ]
-    for path in leftovers:
+    not_zoos = [zoo.cache / "downloads" / "data.bin", zoo.cache / "tmp" / "notes" / "a.txt",
+                zoo.cache / "models" / "research" / "train.py"]  # fmt: skip
+    for path in leftovers + not_zoos:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
     pruned = zoo.run("cache", "prune").stdout
     assert pruned.count("removed ") == 3
     assert not any(path.exists() for path in leftovers)
+    assert all(path.exists() for path in not_zoos)  # named as zoo never names anything
+    for path in not_zoos:
+        shutil.rmtree(path.parent) if path.parent.name in ("research", "notes") else path.unlink()
     assert zoo.published() == [MODEL]
 
     removed = zoo.run("cache", "rm", "ssd_resnet50_v1_fpn")

@@ -75,3 +75,12 @@ def test_zoo_fetch_stays_the_function_after_its_module_is_imported():
     probe = "import zoo; first = zoo.fetch; import zoo.fetch; print(first is zoo.fetch, callable(zoo.fetch))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.parametrize(("variable", "value"), [("ZOO_TIMEOUT", "nan"), ("ZOO_TIMEOUT", "inf"), ("ZOO_TIMEOUT", "1e400"),
+                                                 ("ZOO_TIMEOUT", "0"), ("ZOO_RETRIES", "1e30"), ("ZOO_BACKOFF", "nan")])
+def test_a_setting_requests_cannot_take_is_a_usage_error_not_a_traceback(zoo: Zoo, variable: str, value: str):
+    # These once reached requests as ValueError/OverflowError tracebacks on a download.
+    result = zoo.run("fetch", MODEL, **{variable: value})
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"zoo: error: {variable}={value!r} is not a")

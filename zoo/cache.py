@@ -10,12 +10,16 @@ Layout under the cache root::
     tmp/<name>@<random>/            staging directories (same file system)
     locks/<name>.lock               per-model inter-process locks
     locks/tmp/<name>@<random>.lock  one per staging directory, held while it is in use
+    CACHEDIR.TAG                    marks the directory as zoo's (and as a cache, for backup tools)
 
 An entry is published by renaming a complete staging directory into
 ``models/``; a directory there without a readable marker is never served.
 Every path zoo writes or deletes is guarded by a lock its owner holds, and
 ``models/``, ``downloads/``, ``tmp/`` and ``locks/`` must be real directories
-of this user: a planted symlink is refused, never followed.
+of this user: a planted symlink is refused, never followed. ``rm`` and
+``prune`` delete only in a directory zoo has tagged as its cache, and only
+paths named as zoo names them, so a cache directory set to the wrong place
+(a project folder, ``$HOME``) loses nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import secrets
 import stat
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +52,12 @@ MARKER_FORMAT = 1
 # The rule registry names follow: one plain path component, no '@' (the
 # separator in downloads/ and tmp/), nothing a shell or glob treats specially.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# What zoo names the paths it may delete: staging dirs and partial downloads.
+_STAGING = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*@[0-9a-f]{16}")
+_PARTIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*@.+\.part(\.json)?")
+TAG_NAME = "CACHEDIR.TAG"
+# https://bford.info/cachedir/: backup tools skip a directory holding this file.
+TAG = b"Signature: 8a477f597d28d172789f06886806bc55\n# This directory is zoo's model cache: https://pypi.org/project/tfod-zoo/\n"
 _SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})")
 
 log = logging.getLogger("zoo")
@@ -256,6 +266,7 @@ class Cache:
 
     def remove(self, name: str) -> int:
         """Delete one entry (and its partial downloads); returns the bytes freed."""
+        self._require_tag()
         with self.lock(name):
             self._private("models")
             directory = self.entry_dir(name)
@@ -274,6 +285,7 @@ class Cache:
         it, taken without waiting: work in progress is skipped, and so is
         whatever no zoo process could have locked.
         """
+        self._require_tag()
         removed = []
         for path in self._leftovers():
             lock = self._guard(path)
@@ -288,7 +300,25 @@ class Cache:
         return removed
 
     def _private(self, sub: str) -> Path:
-        return private_dir(self.root / sub)
+        path = private_dir(self.root / sub)
+        self._tag()
+        return path
+
+    def _tag(self) -> None:
+        with writing(self.root / TAG_NAME), suppress(FileExistsError):
+            fd = os.open(self.root / TAG_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(TAG)
+
+    def _require_tag(self) -> None:
+        """Refuse to delete anywhere zoo has not made its cache. A cache from
+        before the tag is adopted when it holds a published entry."""
+        if os.path.isfile(self.root / TAG_NAME):
+            return
+        if not any(_marker(self.models_dir / name) for name in self._entry_names()):
+            raise ZooError(f"{self.root} is not a zoo cache (no {TAG_NAME}, no cached model); "
+                           "nothing was removed (check --cache-dir / ZOO_CACHE_DIR)")  # fmt: skip
+        self._tag()
 
     def _lock_path(self, name: str) -> Path:
         return self.root / "locks" / f"{checked_name(name)}.lock"
@@ -320,8 +350,12 @@ class Cache:
         again under its lock: a fetch may have published it since)."""
         if not os.path.lexists(path):
             return False
-        if path.parent != self.models_dir:
-            return True
+        if path.parent.name == "tmp":
+            return _STAGING.fullmatch(path.name) is not None
+        if path.parent.name == "downloads":
+            return _PARTIAL.fullmatch(path.name) is not None
+        if not (path / "files").is_dir() or path.is_symlink():
+            return path.is_symlink()  # an unfinished entry holds files/; a link is removed as a link
         try:
             return self.read_entry(path.name) is None
         except ZooError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -84,9 +85,9 @@ class Settings:
                 Path(p) for p in _split(env.get("ZOO_REGISTRY", ""), os.pathsep)
             )
             + tuple(Path(p) for p in registry_files),
-            read_timeout=_number(env, "ZOO_TIMEOUT", 60.0),
-            retries=int(_number(env, "ZOO_RETRIES", 5)),
-            backoff=_number(env, "ZOO_BACKOFF", 0.5),
+            read_timeout=_number(env, "ZOO_TIMEOUT", 60.0, low=0.001, high=86_400.0),
+            retries=int(_number(env, "ZOO_RETRIES", 5, high=1000.0, whole=True)),
+            backoff=_number(env, "ZOO_BACKOFF", 0.5, high=3600.0),
             max_download=_size(env, "ZOO_MAX_DOWNLOAD", cls.max_download),
             min_free=_size(env, "ZOO_MIN_FREE", cls.min_free),
             allow_http=_flag(env, "ZOO_ALLOW_HTTP") if allow_http is None else allow_http,
@@ -125,16 +126,21 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise UsageError(f"{name}={env[name]!r} is not a yes/no value (use 1 or 0)")
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(
+    env: Mapping[str, str], name: str, default: float, low: float = 0.0, high: float = 1e6, whole: bool = False
+) -> float:
+    """A number in [low, high]; nan, inf and a timeout of 0 reach requests as
+    tracebacks, so they are refused here."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if value < 0:
-        raise UsageError(f"{name}={raw!r} is not a non-negative number")
+        value = math.nan
+    if not low <= value <= high or (whole and not value.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise UsageError(f"{name}={raw!r} is not {kind} from {low:g} to {high:g}")
     return value
 
 
