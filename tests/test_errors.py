@@ -4,6 +4,7 @@ read what went wrong from attributes, never from the message."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,21 @@ def test_a_setting_requests_cannot_take_is_a_usage_error_not_a_traceback(zoo: Zo
     result = zoo.run("fetch", MODEL, **{variable: value})
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith(f"zoo: error: {variable}={value!r} is not a")
+
+
+def test_output_into_a_missing_directory_names_the_path_given(zoo: Zoo, tmp_path: Path):
+    fetched = zoo.run("fetch", MODEL)
+    assert fetched.returncode == 0, fetched.stderr
+    result = zoo.run("lock", MODEL, "-o", str(tmp_path / "missing" / "zoo.lock"))
+    # Not the temporary file the atomic write would have used.
+    assert result.returncode == 2
+    assert result.stderr == f"zoo: error: cannot write {tmp_path}/missing/zoo.lock: {tmp_path}/missing is not a directory\n"
+
+
+@pytest.mark.timeout(60)
+def test_an_empty_mirror_option_is_no_mirror(zoo: Zoo, upstream: FileServer):
+    # --mirror "$UNSET" once made the file-system root a mirror of every file.
+    result = zoo.run("fetch", MODEL, "--mirror", "", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["url"] == upstream.url_for(TARBALL_PATH)
+    assert "trying the next source" not in result.stderr

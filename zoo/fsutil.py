@@ -259,6 +259,8 @@ def replacing(path: Path | str, force: bool = False) -> Iterator[IO[bytes]]:
             yield device
         return
     target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write {path}: {target.parent} is not a directory")
     if info is not None and not info.st_mode & 0o222 and not force:
         raise UsageError(f"{path} is read-only; pass --force to replace it")
     mode = stat.S_IMODE(info.st_mode) if info else 0o666 & ~_umask()

@@ -78,7 +78,8 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(env),
-            mirrors=tuple(mirrors) + _split(env.get("ZOO_MIRROR", ""), ","),
+            # An empty --mirror "$UNSET" is no mirror (as an empty ZOO_MIRROR), not the root directory.
+            mirrors=tuple(m for m in mirrors if m.strip()) + _split(env.get("ZOO_MIRROR", ""), ","),
             offline=_flag(env, "ZOO_OFFLINE") if offline is None else offline,
             mirror_only=_flag(env, "ZOO_MIRROR_ONLY") if mirror_only is None else mirror_only,
             registry_files=tuple(
