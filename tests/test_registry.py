@@ -69,6 +69,9 @@ def test_unknown_name_suggests_the_closest():
          "field 'sample_config': commit must be 40 lowercase hex digits that the url names"),
         (in_house(speed_device=""), "field 'speed_device'"),
         (in_house(display_name=3), "field 'display_name'"),
+        # Registry text reaches the terminal: an escape sequence could retitle or rewrite it.
+        (in_house(display_name="a \x1b]0;pwned\x07"), "field 'display_name': must not hold control characters"),
+        (in_house(url="https://h/x\x00.tar.gz"), "field 'url': must not hold control characters"),
     ],
 )
 def test_validation_errors_name_file_entry_and_field(tmp_path, model, message):

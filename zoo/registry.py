@@ -22,6 +22,7 @@ FAMILIES = ("tf2-detection", "tf2-classification", "tf1-detection")
 DETECTION_FAMILIES = frozenset({"tf2-detection", "tf1-detection"})
 FORMAT = 1
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 # Names and aliases become cache directory names, from any registry file:
@@ -292,12 +293,19 @@ def _text(entry: dict[str, Any], key: str, where: _Where, required: bool = False
         return None
     if not isinstance(value, str) or not value:
         raise where.error(f"must be a non-empty string, got {value!r}", key)
-    return value
+    return _printable(value, where, key)
 
 
 def _url(value: Any, where: _Where, key: str) -> str:
     if not isinstance(value, str) or not value.startswith(_URL_SCHEMES):
         raise where.error(f"must be an http(s):// or file:// URL or an absolute path, got {value!r}", key)
+    return _printable(value, where, key)
+
+
+def _printable(value: str, where: _Where, key: str) -> str:
+    # Registry text reaches the terminal (zoo info, warnings): no escape sequences, no NULs.
+    if _CONTROL.search(value):
+        raise where.error(f"must not hold control characters, got {value!r}", key)
     return value
 
 
