@@ -250,8 +250,8 @@ def _parse_model(entry: Any, where: _Where) -> Model:
     if not isinstance(entry, dict):
         raise where.error("each model must be a JSON object")
     _no_unknown_keys(entry, _MODEL_KEYS, where)
-    name = _text(entry, "name", where, required=True)
-    if not _is_name(name):
+    name = entry.get("name")
+    if not isinstance(name, str) or not _is_name(name):
         raise where.error(f"{_NAME_RULE}; got {name!r}", "name")
     family = _text(entry, "family", where, required=True)
     if family not in FAMILIES:
