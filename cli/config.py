@@ -51,6 +51,7 @@ def config_command(
     eval_records: Annotated[Optional[list[str]], typer.Option("--eval-records", metavar="GLOB", help="TFRecord file or glob of the first eval reader (repeatable).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", callback=at_least_one, help="Set train_config.batch_size.")] = None,
     num_steps: Annotated[Optional[int], typer.Option("--num-steps", metavar="N", callback=at_least_one, help="Set train_config.num_steps.")] = None,
+    model_dir: Annotated[Optional[Path], typer.Option("--model-dir", metavar="DIR", help="The model_dir training will write to: checked as `zoo check --model-dir` does.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the config here ('-' or default: stdout).")] = None,
     diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff against the template instead of writing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Write even when `zoo check` finds errors, and over a read-only file.")] = False,
@@ -67,6 +68,7 @@ def config_command(
     """Write a pipeline config ready to train from a zoo model's checkpoint; refuse one that would fail."""
     from zoo.config.restore_rules import CHECKPOINT_TYPES
     from zoo.config.configure import Request, configure
+    from zoo.doctor import doctor
 
     if checkpoint_type is not None and checkpoint_type not in CHECKPOINT_TYPES:
         raise UsageError(f"--checkpoint-type must be one of {', '.join(CHECKPOINT_TYPES)}, got {checkpoint_type!r}")
@@ -75,9 +77,10 @@ def config_command(
     settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
     request = Request(
         name, template, checkpoint_type, label_map, num_classes,
-        tuple(train_records or ()), tuple(eval_records or ()), batch_size, num_steps,
+        tuple(train_records or ()), tuple(eval_records or ()), batch_size, num_steps, model_dir,
     )  # fmt: skip
     result = configure(request, settings, progress=sys.stderr.isatty() and not (quiet or as_json))
+    environment = doctor()  # the interpreter zoo runs in: most likely the one that will train
     if output is not None and str(output) == "-":
         output = None  # stdout, where the config goes without -o
     target = str(output) if output else "<stdout>"
@@ -86,9 +89,11 @@ def config_command(
     if written:
         result.write(output, force)  # type: ignore[arg-type]
     if as_json:
-        emit(True, _config_json(result, output, written, refused, diff, target), "")
+        emit(True, {**_config_json(result, output, written, refused, diff, target), "environment": environment.headline()}, "")
     else:
         _report_config(result, output, written, refused, diff, target, quiet)
+        if environment.errors or not quiet:
+            typer.echo(f"zoo: {environment.headline()}", err=True)
     if refused:
         raise RejectedConfigError(
             f"refusing to write {target}: {len(result.blocking)} error(s) would stop or spoil training "
@@ -101,6 +106,7 @@ def check_command(
     config: Annotated[Path, typer.Argument(help="Pipeline config to check.", metavar="CONFIG", show_default=False)],
     model_dir: Annotated[Optional[Path], typer.Option("--model-dir", metavar="DIR", help="The model_dir training will write to: checked for a clash with the checkpoint and for resumption.")] = None,
     trainer: Annotated[Optional[str], typer.Option("--trainer", metavar="tf1|tf2", help="The trainer the config is for (default: tf1 when its feature extractor exists only in TF1, else tf2).")] = None,
+    env: Annotated[bool, typer.Option("--env", help="Also check the Python environment the trainer runs in, as `zoo doctor` does.")] = False,
     cache_dir: CacheDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -108,6 +114,7 @@ def check_command(
     from zoo.config.checks import Severity, summary
     from zoo.config.facts import check_document
     from zoo.config.textproto import parse_file
+    from zoo.doctor import doctor
 
     try:
         doc = parse_file(config)
@@ -118,10 +125,14 @@ def check_command(
         raise
     findings = check_document(doc, Path.cwd(), model_dir=model_dir, cache_root=settings_from(cache_dir).cache_dir,
                               trainer=trainer)  # fmt: skip
-    errors = sum(f.severity is Severity.ERROR for f in findings)
+    environment = doctor() if env else None
+    errors = sum(f.severity is Severity.ERROR for f in findings) + (len(environment.errors) if environment else 0)
     data = {"ok": not errors, "config": str(config), "summary": summary(findings),
             "findings": [f.to_dict() for f in findings]}  # fmt: skip
     text = "\n".join([*(f.render(str(config)) for f in findings), f"{config}: {summary(findings)}"])
+    if environment:
+        data["environment"] = environment.to_dict()
+        text += "\n" + environment.render_findings()
     emit(as_json, data, text)
     if errors:
         raise RejectedConfigError(f"{config}: {errors} error(s): training would fail or go wrong")

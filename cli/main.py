@@ -23,6 +23,7 @@ COMMANDS = {
     "config": "config",
     "check": "config",
     "inspect": "config",
+    "doctor": "doctor",
     "mirror": "mirror",
     "bundle": "mirror",
 }

@@ -77,12 +77,13 @@ class Zoo:
         )
 
     def leftovers(self) -> list[str]:
-        """Files under the cache other than lock files."""
+        """Files under the cache other than lock files and the cache's tag."""
         if not self.cache.exists():
             return []
         return sorted(
-            str(p.relative_to(self.cache)) for p in self.cache.rglob("*") if p.is_file() and "locks" not in p.parts
-        )
+            str(p.relative_to(self.cache)) for p in self.cache.rglob("*")
+            if p.is_file() and "locks" not in p.parts and p.name != "CACHEDIR.TAG"
+        )  # fmt: skip
 
     def published(self) -> list[str]:
         models = self.cache / "models"

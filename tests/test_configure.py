@@ -194,3 +194,17 @@ def test_check_never_imports_tensorflow(zoo: Zoo, data: Path):
     result = subprocess.run([sys.executable, "-c", probe, "check", str(out)], env=zoo.env, capture_output=True,
                             text=True, timeout=60, check=False)  # fmt: skip
     assert result.stderr.strip().endswith("NO-TENSORFLOW 0"), result.stderr
+
+
+def test_a_model_dir_in_the_zoo_cache_is_refused_by_check_and_config(zoo: Zoo, data: Path, tmp_path: Path):
+    out = data / "pipeline.config"
+    assert zoo.run("config", MODEL, *full_options(data), "-o", str(out)).returncode == 0
+    top = Path(parse_file(out).get("train_config.fine_tune_checkpoint")).parent.parent  # type: ignore[arg-type]
+    checked = zoo.run("check", str(out), "--model-dir", str(top))
+    assert checked.returncode == 12 and "error [model-dir-zoo-layout]" in checked.stdout
+    assert "FailedPreconditionError" in checked.stdout and "error [model-dir-in-cache]" in checked.stdout
+    again = data / "again.config"
+    inside = zoo.run("config", MODEL, *full_options(data), "--model-dir", str(top / "run1"), "-o", str(again))
+    assert inside.returncode == 12 and not again.exists() and "error [model-dir-in-cache]" in inside.stderr
+    fresh = zoo.run("config", MODEL, *full_options(data), "--model-dir", str(tmp_path / "run1"), "-o", str(again))
+    assert fresh.returncode == 0 and again.exists(), fresh.stderr

@@ -179,3 +179,13 @@ def test_the_smart_quote_label_map_is_invalid(tmp_path: Path):
     doc.set("train_input_reader.label_map_path", str(path))
     (finding,) = by_id(run(doc, tmp_path), "label-map-invalid")
     assert finding.severity is Severity.ERROR and "typographic quote" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("number", "model"),
+    [("02", "ssd_resnet50_v1_fpn_640x640_coco17_tpu-8"), ("08", "ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8"),
+     ("17", "efficientdet_d1_coco17_tpu-32")],
+)  # fmt: skip
+def test_a_missing_zoo_checkpoint_gets_the_command_that_fetches_it(number: str, model: str, tmp_path: Path):
+    (finding,) = by_id(run(parse_file(wild(number)), tmp_path), "checkpoint-not-found")
+    assert f"zoo config {model} --from {wild(number)} -o {wild(number)}" in finding.fix  # type: ignore[operator]

@@ -59,6 +59,7 @@ class Request:
     eval_records: Sequence[str] = ()
     batch_size: int | None = None
     num_steps: int | None = None
+    model_dir: Path | None = None  # where training will write: checked, never written into the config
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ def configure(request: Request, settings: Settings, *, cwd: Path | None = None, 
     edits = resolve_edits(request, model, fetched, cwd)
     apply_edits(document, edits)
     read = {edits.label_map_path: edits.label_map} if edits.label_map_path and edits.label_map else {}
-    findings = check_document(document, cwd, cache_root=settings.cache_dir, label_maps=read, trainer=edits.trainer)
+    findings = check_document(document, cwd, model_dir=request.model_dir, cache_root=settings.cache_dir,
+                              label_maps=read, trainer=edits.trainer)  # fmt: skip
     return Configured(model, fetched, template, text, document, findings)
 
 

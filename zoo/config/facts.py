@@ -72,7 +72,7 @@ def gather(
         checkpoint=_checkpoint_facts(doc, cwd, cache_root),
         label_maps=_label_maps(doc, cwd, label_maps or {}),
         globs=_globs(doc, cwd),
-        model_dir=_model_dir(model_dir, cwd) if model_dir is not None else None,
+        model_dir=_model_dir(model_dir, cwd, cache_root) if model_dir is not None else None,
     )
 
 
@@ -91,7 +91,7 @@ def _checkpoint_facts(doc: Document, cwd: Path, cache_root: Path | None) -> Chec
     try:
         prefix = resolve_prefix(path)
     except CheckpointError as exc:
-        return CheckpointFacts(value, path, kind, error=str(exc), nearby=_nearby(path))
+        return CheckpointFacts(value, path, kind, error=str(exc), nearby=_nearby(path), named_model=_named_model(value))
     try:
         checkpoint = read_checkpoint(prefix)
     except CheckpointError as exc:
@@ -149,6 +149,18 @@ def _nearby(path: Path) -> Path | None:
             except CheckpointError:
                 continue
     return None
+
+
+def _named_model(value: str) -> str | None:
+    """The zoo model a missing path names in one of its components, e.g.
+    ``./ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8/checkpoint`` (either separator)."""
+    from zoo.registry import load_registry  # only on this miss: a found checkpoint never pays for it
+
+    try:
+        names = {model.name for model in load_registry()}
+    except ZooError:
+        return None
+    return next((part for part in re.split(r"[/\\]", value) if part in names), None)
 
 
 def _reference(prefix: Path, cache_root: Path | None) -> tuple[Document | None, Path | None, str | None, tuple[Path, ...]]:
@@ -238,17 +250,31 @@ def _globs(doc: Document, cwd: Path) -> dict[str, int]:
 # -- model_dir ---------------------------------------------------------------------
 
 
-def _model_dir(path: Path, cwd: Path) -> ModelDirFacts:
+def _model_dir(path: Path, cwd: Path, cache_root: Path | None) -> ModelDirFacts:
     directory = _absolute(str(path), cwd)
+    cache = _enclosing_cache(directory, cache_root)
     state = directory / _STATE_FILE
     subdir = state.is_dir()
     if not state.is_file():
-        return ModelDirFacts(directory, checkpoint_subdir=subdir)  # tf.train.latest_checkpoint finds nothing
+        # tf.train.latest_checkpoint finds nothing
+        return ModelDirFacts(directory, checkpoint_subdir=subdir, cache=cache)
     try:
         checkpoint = read_checkpoint(resolve_prefix(directory))
     except CheckpointError as exc:
-        return ModelDirFacts(directory, error=str(exc))
-    return ModelDirFacts(directory, latest=checkpoint.prefix, step=_step(checkpoint))
+        return ModelDirFacts(directory, error=str(exc), cache=cache)
+    return ModelDirFacts(directory, latest=checkpoint.prefix, step=_step(checkpoint), cache=cache)
+
+
+def _enclosing_cache(directory: Path, cache_root: Path | None) -> Path | None:
+    """The cache root when ``directory`` is it or lies below it, as written or
+    through symlinks (realpath resolves what exists, even for a new directory)."""
+    if cache_root is None:
+        return None
+    root = os.path.abspath(cache_root)
+    for mine, theirs in ((str(directory), root), (os.path.realpath(directory), os.path.realpath(root))):
+        if os.path.commonpath([mine, theirs]) == theirs:
+            return Path(root)
+    return None
 
 
 def _step(checkpoint: Checkpoint) -> int | None:

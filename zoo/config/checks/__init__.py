@@ -47,7 +47,7 @@ from zoo.config.checks.common import (
 from zoo.config.checks.inputs import input_rules
 from zoo.config.checks.label_maps import label_map_rules
 from zoo.config.checks.model_dir import model_dir_rules
-from zoo.config.checks.schedule import training_rules
+from zoo.config.checks.schedule import iteration_rules, training_rules
 from zoo.config.checks.structure import placeholder_rules, structure_rules
 from zoo.config.checks.tf1 import tf1_checkpoint_rules
 from zoo.config.restore_rules import trainer_for
@@ -79,7 +79,8 @@ def check(doc: Document, facts: Facts, trainer: str | None = None) -> list[Findi
 
 
 def _tf2_rules(doc: Document, facts: Facts, arch: str | None) -> list[Finding]:
-    return [*checkpoint_rules(doc, facts, arch), *extractor_rules(doc, arch), *model_dir_rules(doc, facts)]
+    return [*checkpoint_rules(doc, facts, arch), *extractor_rules(doc, arch), *model_dir_rules(doc, facts),
+            *iteration_rules(doc)]  # fmt: skip
 
 
 def _tf1_rules(doc: Document, facts: Facts, arch: str | None) -> list[Finding]:

@@ -38,7 +38,7 @@ def checkpoint_rules(doc: Document, facts: Facts, arch: str | None) -> list[Find
     checkpoint = facts.checkpoint
     findings = legacy_rules(doc) + version_rules(doc)
     if checkpoint is not None:
-        findings += location_rules(node, checkpoint, facts.cwd)
+        findings += location_rules(node, checkpoint, facts.cwd, doc.source)
     if checkpoint is not None and checkpoint.readable and not checkpoint.object_based:
         findings.append(Finding(
             "checkpoint-tf1", Severity.ERROR, FINE_TUNE_CHECKPOINT, node.line,
@@ -64,15 +64,17 @@ def no_checkpoint(doc: Document, node: Scalar | None) -> Finding:
                    "write a checkpoint prefix to fine-tune (`zoo config NAME` writes a zoo model's)")  # fmt: skip
 
 
-def location_rules(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, trainer: str = "tf2") -> list[Finding]:
-    """Is there a readable, complete checkpoint where the value points, named by its prefix."""
+def location_rules(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, source: str,
+                   trainer: str = "tf2") -> list[Finding]:  # fmt: skip
+    """Is there a readable, complete checkpoint where the value points, named by its
+    prefix; ``source`` is the config's file, for the command a fix suggests."""
     value, line = checkpoint.value, node.line
     if checkpoint.kind == "remote":
         return [Finding("checkpoint-remote", Severity.NOTE, FINE_TUNE_CHECKPOINT, line,
                         f"{value} is remote; zoo cannot check it from here")]  # fmt: skip
     relative = not os.path.isabs(value)
     if checkpoint.prefix is None:
-        return [_not_found(node, checkpoint, cwd, relative)]  # its hints say how relative paths resolve
+        return [_not_found(node, checkpoint, cwd, relative, source)]  # its hints say how relative paths resolve
     findings = []
     if relative:
         findings.append(Finding(
@@ -95,17 +97,30 @@ def location_rules(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, trainer
     return findings
 
 
-def _not_found(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, relative: bool) -> Finding:
-    hints = path_hints(checkpoint.value, cwd)
-    if checkpoint.value.endswith(("saved_model.pb", "saved_model", "saved_model/")):
+def _not_found(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, relative: bool, source: str) -> Finding:
+    value = checkpoint.value
+    hints = path_hints(value, cwd)
+    if value.endswith(("saved_model.pb", "saved_model", "saved_model/")):
         hints.append("a SavedModel is not a checkpoint: the zoo's checkpoint is <model>/checkpoint/ckpt-0")
-    fix = (f'fine_tune_checkpoint: "{_styled(checkpoint.nearby, cwd, relative)}"' if checkpoint.nearby
-           else "write the prefix of an existing checkpoint (the path without .index)")  # fmt: skip
-    message = f"no checkpoint at {checkpoint.value!r}: {_without_path(checkpoint.error or '', checkpoint.path)}"
+    elif value.endswith(("/checkpoint", "/")):
+        hints.append("a checkpoint prefix names its files, not their directory: it has the form "
+                     ".../checkpoint/ckpt-N (ckpt-0 in a zoo model)")  # fmt: skip
+    message = f"no checkpoint at {value!r}: {_without_path(checkpoint.error or '', checkpoint.path)}"
     if hints:
         message += " (" + "; ".join(hints) + ")"
     return Finding("checkpoint-not-found", Severity.ERROR, FINE_TUNE_CHECKPOINT, node.line, message,
-                   NOT_FOUND.format(checkpoint.value), fix)  # fmt: skip
+                   NOT_FOUND.format(value), _not_found_fix(checkpoint, cwd, relative, source))  # fmt: skip
+
+
+def _not_found_fix(checkpoint: CheckpointFacts, cwd: Path, relative: bool, source: str) -> str:
+    """The checkpoint that is there, else the zoo model the path names (zoo config
+    fetches it and writes its prefix), else what a prefix is."""
+    if checkpoint.nearby:
+        return f'fine_tune_checkpoint: "{_styled(checkpoint.nearby, cwd, relative)}"'
+    if checkpoint.named_model:
+        return (f"the path names the zoo model {checkpoint.named_model}: `zoo config {checkpoint.named_model} "
+                f"--from {source} -o {source}` fetches it and writes its checkpoint prefix into this config")  # fmt: skip
+    return "write the prefix of an existing checkpoint (the path without .index)"
 
 
 def _not_a_prefix(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, relative: bool, trainer: str) -> Finding:

@@ -41,6 +41,7 @@ TRAINERS = ("tf1", "tf2")  # model_main.py under TF 1.15; model_main_tf2.py
 # the TF1 'detection' restore maps these names, 'classification' strips them.
 TF1_DETECTION_SCOPES = ("FeatureExtractor/", "FirstStageFeatureExtractor/")
 
+STEPS_PER_ITERATION = 100  # model_main_tf2.py's --num_steps_per_iteration default: the loop's block
 TPU_BATCH_SIZE = 64  # the TPU sample configs use 64 to 512; one GPU rarely fits 64 large images
 VERSIONS = ("UNKNOWN", "V1", "V2")
 
@@ -53,7 +54,8 @@ TABLE_ERROR = ("DataLossError: Unable to open table file {}: {}: perhaps your fi
 BAD_INDEX = "OpError: not an sstable (bad magic number)"
 SHARD_MISSING = "OpError: {}; No such file or directory"
 SHARD_TRUNCATED = "IndexError: Read less bytes than requested"
-NOT_OBJECT_BASED = "IOError: Checkpoint is expected to be an object-based checkpoint."
+# IOError is OSError's alias in Python 3: the traceback names OSError.
+NOT_OBJECT_BASED = "OSError: Checkpoint is expected to be an object-based checkpoint."
 VERSION_V2 = "ValueError: Checkpoint version should be V2"
 LOAD_ALL_UNSUPPORTED = "ValueError: train_pb2.load_all_detection_checkpoint_vars unsupported in TF2"
 FEATURE_EXTRACTOR_NAMES = (
@@ -71,16 +73,19 @@ CENTERNET_FINE_TUNE = (
 )
 UNBOUND = ("AssertionError: Found {} Python objects that were not bound to checkpointed values, likely due to "
            "changes in the Python program.")  # fmt: skip
+# model_main_tf2.py always runs under a distribution strategy, where a shape mismatch is
+# raised by the variable's assign (observed), not by the checkpoint reader.
 RESTORE_MISMATCH = (
-    "ValueError: Received incompatible tensor with shape <in the checkpoint> when attempting to restore variable "
-    "with shape <in the model> and name <variable>., or AssertionError: Found N Python objects that were not bound "
-    "to checkpointed values, likely due to changes in the Python program."
+    "ValueError: Cannot assign value to variable '<variable>': Shape mismatch.The variable shape (<in the model>), "
+    "and the assigned value shape (<in the checkpoint>) are incompatible., or AssertionError: Found N Python "
+    "objects that were not bound to checkpointed values, likely due to changes in the Python program."
 )
 EXTRACTOR_UNSUPPORTED = ("ValueError: {} is not supported. See `model_builder.py` for features extractors "
                          "compatible with different versions of Tensorflow")  # fmt: skip
 LABEL_MAP_NOT_FOUND = "NotFoundError: {}; No such file or directory"
 NO_INPUT_FILES = "RuntimeError: Did not find any input files matching the glob pattern {}"
 NO_INPUT_PATH = "ValueError: At least one input path must be specified in `input_reader_config`."
+SAVE_INTO_DIRECTORY = "FailedPreconditionError: {}/checkpoint.tmp<hex>; Is a directory"
 WARMUP = "ValueError: total_steps must be larger or equal to warmup_steps."
 PARSE = "ParseError: {}:{} : {}"
 
@@ -139,6 +144,7 @@ class CheckpointFacts:
     reference_error: str | None = None
     searched: tuple[Path, ...] = ()  # where a pipeline.config was looked for
     zoo_model: str | None = None  # the cached zoo model holding the checkpoint
+    named_model: str | None = None  # a zoo model named by a component of a path that holds no checkpoint
 
     @property
     def readable(self) -> bool:
@@ -160,6 +166,7 @@ class ModelDirFacts:
     latest: Path | None = None  # the checkpoint tf.train.latest_checkpoint would restore
     step: int | None = None  # its global step
     checkpoint_subdir: bool = False  # a *directory* named "checkpoint" sits where TF writes its state file
+    cache: Path | None = None  # the zoo cache it lies inside, if it does
     error: str | None = None
 
 

@@ -20,19 +20,32 @@ def input_rules(doc: Document, facts: Facts) -> list[Finding]:
     by_reader: dict[str, list[tuple[str, Scalar]]] = {}
     for path, node in input_path_fields(doc):
         by_reader.setdefault(path.split(".", 1)[0], []).append((path, node))
-    findings = _train_reader_without_input(doc, TRAIN_READER in by_reader)
+    findings = [f for reader in _readers(doc) if reader not in by_reader for f in _reader_without_input(doc, reader)]
     for reader, fields in by_reader.items():
         findings += _reader_inputs(reader, fields, facts)
     return findings + _eval_on_train(by_reader)
 
 
-def _train_reader_without_input(doc: Document, has_input: bool) -> list[Finding]:
-    train = doc.nodes(TRAIN_READER)
-    if has_input or not train or not isinstance(train[0], Message) or doc.nodes(f"{TRAIN_READER}.external_input_reader"):
+def _readers(doc: Document) -> list[str]:
+    """The train reader and each eval reader, named as input_path_fields' paths begin."""
+    evals = doc.nodes("eval_input_reader")
+    return [TRAIN_READER, *(f"eval_input_reader[{i}]" if len(evals) > 1 else "eval_input_reader"
+                            for i in range(len(evals)))]  # fmt: skip
+
+
+def _reader_without_input(doc: Document, reader: str) -> list[Finding]:
+    """A reader naming no input file: training fails at start; an eval reader fails
+    only the evaluation job (a separate model_main_tf2.py run), so it is a warning."""
+    node = doc.nodes(reader)
+    if not node or not isinstance(node[0], Message) or doc.nodes(f"{reader}.external_input_reader"):
         return []
-    return [Finding("input-missing", Severity.ERROR, f"{TRAIN_READER}.tf_record_input_reader.input_path",
-                    train[0].line, "the train reader names no input file", NO_INPUT_PATH,
-                    'tf_record_input_reader { input_path: "..." } (`zoo config --train-records`)')]  # fmt: skip
+    evaluation = reader != TRAIN_READER
+    return [Finding("input-missing", Severity.WARNING if evaluation else Severity.ERROR,
+                    f"{reader}.tf_record_input_reader.input_path", node[0].line,
+                    f"the {'eval' if evaluation else 'train'} reader names no input file"
+                    + (" (read by the evaluation job; training runs)" if evaluation else ""), NO_INPUT_PATH,
+                    'tf_record_input_reader { input_path: "..." } '
+                    f"(`zoo config --{'eval' if evaluation else 'train'}-records`)")]  # fmt: skip
 
 
 def _eval_on_train(by_reader: dict[str, list[tuple[str, Scalar]]]) -> list[Finding]:

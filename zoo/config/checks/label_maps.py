@@ -65,10 +65,14 @@ def _num_classes_rules(doc: Document, loaded: list[tuple[str, Scalar, LabelMap]]
         label_path, label_node, label_map = source
         if node is not None and node.kind == "number" and node.as_int() != label_map.num_classes:
             ours = node.as_int()
-            effect = (f"ids above {ours} are encoded as no class and silently never learned"
-                      if ours < label_map.num_classes
-                      else f"{ours - label_map.num_classes} output(s) are trained for classes no example has")  # fmt: skip
-            findings.append(Finding("num-classes-mismatch", Severity.ERROR, path, node.line,
+            # Observed: ids above num_classes one-hot encode as all-zero rows (their boxes silently
+            # train as background); spare outputs are never positive and training runs normally.
+            too_few = ours < label_map.num_classes
+            effect = (f"ids above {ours} are encoded as no class: their boxes silently train as background"
+                      if too_few else f"{ours - label_map.num_classes} output(s) are trained for classes no "
+                      "example has (training runs normally; those outputs are never positive)")  # fmt: skip
+            findings.append(Finding("num-classes-mismatch", Severity.ERROR if too_few else Severity.WARNING,
+                                    path, node.line,
                                     f"num_classes is {ours} but the highest id in {label_map.source} "
                                     f"({label_path}) is {label_map.num_classes}: {effect}", None,
                                     f"num_classes: {label_map.num_classes}"))  # fmt: skip

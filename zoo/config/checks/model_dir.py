@@ -1,5 +1,6 @@
-"""``--model-dir``: the fine-tune checkpoint's own directory, or a training
-that would resume (or has already finished) there."""
+"""``--model-dir``: the fine-tune checkpoint's own directory, a zoo model's
+top directory, a directory inside the zoo cache, or a training that would
+resume (or has already finished) there."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from zoo.config.checks.common import (
     FINE_TUNE_CHECKPOINT,
     NUM_STEPS,
     SAME_DIR,
+    SAVE_INTO_DIRECTORY,
     Facts,
     Finding,
     ModelDirFacts,
@@ -31,16 +33,31 @@ def model_dir_rules(doc: Document, facts: Facts) -> list[Finding]:
                                     SAME_DIR.format(given_dir, model_dir.path),
                                     "train into a new, empty directory"))  # fmt: skip
     if model_dir.checkpoint_subdir:
-        findings.append(Finding("model-dir-zoo-layout", Severity.WARNING, "", None,
+        # Observed: CheckpointManager writes ckpt-1.* and train/ there, then fails to
+        # replace its state file "checkpoint", a directory in a zoo model's layout.
+        findings.append(Finding("model-dir-zoo-layout", Severity.ERROR, "", None,
                                 f"{model_dir.path} holds a directory named 'checkpoint' where TensorFlow writes "
-                                "its checkpoint state file (a zoo model's top directory?); saving would fail",
-                                None, "train into a new, empty directory"))  # fmt: skip
+                                "its checkpoint state file (a zoo model's top directory?): training fails at its "
+                                "first checkpoint save, after writing ckpt-1.* and train/ there",
+                                SAVE_INTO_DIRECTORY.format(model_dir.path),
+                                "a fresh, empty directory outside the model's (e.g. --model_dir runs/exp1)"))  # fmt: skip
+    if model_dir.cache is not None:
+        findings.append(_in_cache(model_dir))
     if model_dir.error:
         findings.append(Finding("model-dir-unreadable", Severity.WARNING, "", None,
                                 f"{model_dir.path}: {model_dir.error}; training would try to resume from it"))  # fmt: skip
     if model_dir.latest is not None:
         findings.append(_resume_finding(doc, model_dir))
     return findings
+
+
+def _in_cache(model_dir: ModelDirFacts) -> Finding:
+    # zoo refuses this itself: the trainer would mix its checkpoints and summaries
+    # into entries that `zoo verify` and the fetch's verification vouch for.
+    return Finding("model-dir-in-cache", Severity.ERROR, "", None,
+                   f"{model_dir.path} is inside the zoo cache {model_dir.cache}: training would write ckpt-N, "
+                   "train/ and pipeline.config among the cached models' files", None,
+                   "a fresh, empty directory outside the zoo cache")  # fmt: skip
 
 
 def _resume_finding(doc: Document, model_dir: ModelDirFacts) -> Finding:

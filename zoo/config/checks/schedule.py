@@ -7,6 +7,7 @@ import re
 from zoo.config.checks.common import (
     BATCH_SIZE,
     NUM_STEPS,
+    STEPS_PER_ITERATION,
     TPU_BATCH_SIZE,
     USE_BFLOAT16,
     WARMUP,
@@ -33,7 +34,7 @@ def training_rules(doc: Document) -> list[Finding]:
         findings.append(Finding("bfloat16-tpu", Severity.NOTE, USE_BFLOAT16, bfloat16.line,
                                 "use_bfloat16 applies on TPU only; the trainer turns it off elsewhere"))  # fmt: skip
     steps = first_scalar(doc, NUM_STEPS)
-    num_steps = steps.as_int() if steps is not None and steps.kind == "number" else 0
+    num_steps = _num_steps(doc)
     if num_steps == 0:
         findings.append(Finding("num-steps-unset", Severity.WARNING, NUM_STEPS, steps.line if steps else None,
                                 "num_steps is not set: training needs --num_train_steps, else the loop fails",
@@ -41,6 +42,25 @@ def training_rules(doc: Document) -> list[Finding]:
                                 "range(step, None, ...))", "num_steps: N (`zoo config --num-steps N`)"))  # fmt: skip
     findings += _schedule_rules(doc, num_steps)
     return findings
+
+
+def iteration_rules(doc: Document) -> list[Finding]:
+    """model_main_tf2.py only: its loop runs whole blocks of num_steps_per_iteration
+    steps, so training stops at the next multiple (observed: num_steps 2 trains 100)."""
+    num_steps = _num_steps(doc)
+    if num_steps % STEPS_PER_ITERATION == 0:
+        return []
+    trained = -(-num_steps // STEPS_PER_ITERATION) * STEPS_PER_ITERATION
+    steps = first_scalar(doc, NUM_STEPS)
+    return [Finding("num-steps-per-iteration", Severity.NOTE, NUM_STEPS, steps.line if steps else None,
+                    f"model_main_tf2.py trains in blocks of --num_steps_per_iteration ({STEPS_PER_ITERATION} by "
+                    f"default): num_steps {num_steps} trains {trained} steps", None,
+                    f"num_steps: {trained}, or pass --num_steps_per_iteration to the trainer")]  # fmt: skip
+
+
+def _num_steps(doc: Document) -> int:
+    steps = first_scalar(doc, NUM_STEPS)
+    return steps.as_int() if steps is not None and steps.kind == "number" else 0
 
 
 def _schedule_rules(doc: Document, num_steps: int) -> list[Finding]:

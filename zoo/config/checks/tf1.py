@@ -48,7 +48,7 @@ def tf1_checkpoint_rules(doc: Document, facts: Facts, arch: str | None) -> list[
         findings.append(_v1_file(node, checkpoint))
         checkpoint = None  # its names cannot be read here
     elif checkpoint is not None:
-        findings += location_rules(node, checkpoint, facts.cwd, trainer="tf1")
+        findings += location_rules(node, checkpoint, facts.cwd, doc.source, trainer="tf1")
     return findings + _type_rules(doc, checkpoint, arch)
 
 

@@ -83,12 +83,10 @@ def type_rules(doc: Document, ftc: Scalar, checkpoint: CheckpointFacts | None, a
     line = node.line if node is not None else line_of(doc, "train_config")
     if written and written not in restore_rules.CHECKPOINT_TYPES:
         return [_unknown_type(written, arch, line)]
-    findings = []
-    if arch == "faster_rcnn" and effective == "full":
-        findings.append(Finding("type-full-faster-rcnn", Severity.WARNING, CHECKPOINT_TYPE, line,
-                                "'full' for Faster R-CNN depends on the Object Detection API version: the "
-                                "restore_from_objects read (commit 0ba5a72) has no 'full' branch; newer versions may",
-                                NOT_SUPPORTED_TYPE.format("full"), 'fine_tune_checkpoint_type: "detection"'))  # fmt: skip
+    # 'full' is judged alike for every meta-architecture: Faster R-CNN restores its whole
+    # model for 'full' since the OD API change of 2021-05-06 (aa3e639, observed); only
+    # versions before it raised "Not supported fine_tune_checkpoint_type: full".
+    findings: list[Finding] = []
     if checkpoint is None or not checkpoint.readable or not checkpoint.object_based:
         return findings + _type_missing(written, effective, line, None) + _type_suspect(ftc, effective, line)
     mismatch = _type_mismatch(checkpoint, effective, written, line)
