@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -35,14 +36,13 @@ def verify(
 ) -> None:
     """Re-hash cached archives and check every tensor against its CRC32C."""
     settings = settings_from(cache_dir, registry)
-    results = zoo.verify_cached(
-        zoo.Cache(settings.cache_dir), zoo.load_registry(settings.registry_files), names or ()
-    )
+    cache = zoo.Cache.from_settings(settings)
+    results = zoo.verify_cached(cache, zoo.load_registry(settings.registry_files), names or ())
     if not results:
-        note(f"nothing to verify: no model this zoo can use in the cache at {settings.cache_dir}")
+        note(f"nothing to verify: no model this zoo can use in the cache at {settings.cache_dir}{_and_layers(cache)}")
     for result in results:
         status = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)
-        emit(as_json, result.to_dict(), f"{result.name}: {status}")
+        emit(as_json, result.to_dict(), f"{result.name}{_layer_label(cache, Path(result.directory))}: {status}")
     failed = [r for r in results if not r.ok]
     if failed:
         raise IntegrityError(f"{len(failed)} of {len(results)} cached model(s) failed verification")
@@ -51,13 +51,26 @@ def verify(
 @cache_app.command("ls")
 def cache_ls(cache_dir: CacheDirOption = None, as_json: JsonOption = False) -> None:
     """List cached models with their checkpoint prefixes."""
-    cache = zoo.Cache(settings_from(cache_dir).cache_dir)
-    entries = cache.entries()
+    cache = zoo.Cache.from_settings(settings_from(cache_dir))
+    entries = cache.all_entries()
     if not entries:
-        note(f"no model this zoo can use in the cache at {cache.root}")
+        note(f"no model this zoo can use in the cache at {cache.root}{_and_layers(cache)}")
     for entry in entries:
-        data = {**entry.marker_dict(), "checkpoint_path": str(entry.checkpoint_path)}
-        emit(as_json, data, f"{entry.name}  {human(entry.size)}  {entry.fetched_at}  {entry.checkpoint_path}")
+        layer = cache.read_only_layer(entry.directory)
+        data = {**entry.marker_dict(), "checkpoint_path": str(entry.checkpoint_path),
+                "layer": str((layer or cache).root), "read_only": layer is not None}  # fmt: skip
+        text = f"{entry.name}  {human(entry.size)}  {entry.fetched_at}  {entry.checkpoint_path}"
+        emit(as_json, data, text + _layer_label(cache, entry.directory))
+
+
+def _layer_label(cache: zoo.Cache, directory: Path) -> str:
+    """Names the read-only layer an entry comes from; nothing for the writable cache."""
+    layer = cache.read_only_layer(directory)
+    return f"  (read-only layer {layer.root})" if layer else ""
+
+
+def _and_layers(cache: zoo.Cache) -> str:
+    return "".join(f" or {layer.root}" for layer in cache.layers)
 
 
 @cache_app.command("du")
@@ -77,7 +90,7 @@ def cache_rm(
 ) -> None:
     """Remove models (and their partial downloads) from the cache."""
     settings = settings_from(cache_dir, registry)
-    cache = zoo.Cache(settings.cache_dir)
+    cache = zoo.Cache.from_settings(settings)  # removes from its root only; layers just explain a miss
     catalog = zoo.load_registry(settings.registry_files)
 
     def step(name: str) -> None:

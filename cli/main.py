@@ -22,6 +22,7 @@ COMMANDS = {
     "cache": "cache",
     "config": "config",
     "check": "config",
+    "train": "config",
     "inspect": "config",
     "doctor": "doctor",
     "mirror": "mirror",

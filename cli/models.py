@@ -124,7 +124,7 @@ def list_(
     """List registry models; '*' marks cached ones."""
     settings = settings_from(cache_dir, registry)
     rows = zoo.list_models(
-        zoo.load_registry(settings.registry_files), zoo.Cache(settings.cache_dir), family, arch, cached
+        zoo.load_registry(settings.registry_files), zoo.Cache.from_settings(settings), family, arch, cached
     )
     if not rows:
         note("no model in the cache matches" if cached else "no model matches")
@@ -152,7 +152,7 @@ def info(
 ) -> None:
     """Show one model: URL, sample config, architecture, variants, cache state."""
     settings = settings_from(cache_dir, registry)
-    details = zoo.model_info(zoo.load_registry(settings.registry_files), zoo.Cache(settings.cache_dir), name)
+    details = zoo.model_info(zoo.load_registry(settings.registry_files), zoo.Cache.from_settings(settings), name)
     data = details.to_dict()
     lines = [f"{key}: {plain(value)}" for key, value in data.items() if key != "variants"]
     lines.append("variants: " + (", ".join(data["variants"]) or "-"))

@@ -12,6 +12,12 @@ Layout under the cache root::
     locks/tmp/<name>@<random>.lock  one per staging directory, held while it is in use
     CACHEDIR.TAG                    marks the directory as zoo's (and as a cache, for backup tools)
 
+Read-only layers (ZOO_CACHE_LAYERS: a site cache, a read-only NFS export, an
+image layer) have the same ``models/`` layout and are searched after the
+writable cache. They are ``CacheLayer``s, a class with no method that writes,
+locks or deletes, so no code path can touch them; their entries are read with
+the same checks (marker, name, no symlinks, files present) as the cache's.
+
 An entry is published by renaming a complete staging directory into
 ``models/``; a directory there without a readable marker is never served.
 Every path zoo writes or deletes is guarded by a lock its owner holds, and
@@ -25,6 +31,7 @@ paths named as zoo names them, so a cache directory set to the wrong place
 from __future__ import annotations
 
 import enum
+import errno
 import functools
 import json
 import logging
@@ -45,6 +52,7 @@ from zoo.sources import Pin
 
 if TYPE_CHECKING:
     from zoo.registry import Registry
+    from zoo.settings import Settings
 
 MARKER = "zoo-entry.json"
 MARKER_FORMAT = 1
@@ -144,7 +152,10 @@ def decide(entry: Entry | None, pin: Pin, sources: Sequence[object]) -> Action:
     return Action.DOWNLOAD if sources else Action.OFFLINE_MISS
 
 
-class Cache:
+class CacheLayer:
+    """A cache read as hostile input and never written: what a read-only layer
+    is, and what the writable ``Cache`` builds on."""
+
     def __init__(self, root: Path) -> None:
         self.root = root.expanduser().absolute()
 
@@ -155,18 +166,9 @@ class Cache:
     def entry_dir(self, name: str) -> Path:
         return self.models_dir / checked_name(name)
 
-    def partial_path(self, name: str, url: str) -> Path:
-        filename = f"{checked_name(name)}@{Path(url).name}.part"
-        return self._private("downloads") / filename
-
-    def model_name(self, registry: Registry, name: str) -> str:
-        """The canonical model name a user's ``name`` stands for: an entry
-        present in the cache (which may have left the registry), else a
-        registry name or alias. Anything else, a path or ``..`` included, is
-        UnknownModelError with suggestions."""
-        if _NAME.fullmatch(name) and os.path.lexists(self.models_dir / name):
-            return name
-        return registry.resolve(name).name
+    def holds(self, name: str) -> bool:
+        """Whether ``models/<name>`` exists here (published or not)."""
+        return _NAME.fullmatch(name) is not None and os.path.lexists(self.models_dir / name)
 
     def read_entry(self, name: str) -> Entry | None:
         """The published entry, or None when absent or without a valid marker.
@@ -208,6 +210,79 @@ class Cache:
                 found.append(entry)
         return found
 
+    def _entry_names(self) -> list[str]:
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(d.name for d in self.models_dir.iterdir() if _NAME.fullmatch(d.name))
+
+
+class Cache(CacheLayer):
+    """The writable cache, and the read-only layers searched after it."""
+
+    def __init__(self, root: Path, layers: Sequence[Path] = ()) -> None:
+        super().__init__(root)
+        # A layer that is the writable cache itself would list every entry twice.
+        roots = dict.fromkeys(CacheLayer(path).root for path in layers)
+        self.layers = tuple(CacheLayer(path) for path in roots if path != self.root)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Cache:
+        return cls(settings.cache_dir, settings.cache_layers)
+
+    @property
+    def search_path(self) -> tuple[CacheLayer, ...]:
+        """Where a lookup looks, in order: this cache, then each read-only layer."""
+        return (self, *self.layers)
+
+    def partial_path(self, name: str, url: str) -> Path:
+        filename = f"{checked_name(name)}@{Path(url).name}.part"
+        return self._private("downloads") / filename
+
+    def model_name(self, registry: Registry, name: str) -> str:
+        """The canonical model name a user's ``name`` stands for: an entry
+        present in the cache or a layer (which may have left the registry),
+        else a registry name or alias. Anything else, a path or ``..``
+        included, is UnknownModelError with suggestions."""
+        if any(layer.holds(name) for layer in self.search_path):
+            return name
+        return registry.resolve(name).name
+
+    def layered_entries(self, name: str) -> Iterator[Entry]:
+        """The published entries for ``name``, in search order (lazily: a hit in
+        this cache reads no layer). A newer zoo's marker stops a lookup in the
+        writable cache, as there it could be replaced; in a read-only layer,
+        which zoo never writes, it is reported and the search goes on."""
+        for layer in self.search_path:
+            try:
+                entry = layer.read_entry(name)
+            except ZooError as exc:
+                if layer is self:
+                    raise
+                log.warning("%s", exc)
+                continue
+            if entry is not None:
+                yield entry
+
+    def serving(self, name: str, pin: Pin) -> Entry | None:
+        """The first entry, in search order, that serves ``pin``: a cache hit."""
+        return next((entry for entry in self.layered_entries(name) if entry.satisfies(pin)), None)
+
+    def find_entry(self, name: str) -> Entry:
+        """The first published entry for ``name`` in search order, else NotCachedError."""
+        entry = next(self.layered_entries(name), None)
+        if entry is None:
+            where = ", ".join(str(layer.root) for layer in self.search_path)
+            raise NotCachedError(f"{name} is not in the cache at {where} (run `zoo fetch {name}`)", model=name)
+        return entry
+
+    def all_entries(self) -> list[Entry]:
+        """Every layer's published entries, in search order (a name may repeat)."""
+        return [entry for layer in self.search_path for entry in layer.entries()]
+
+    def read_only_layer(self, directory: Path) -> CacheLayer | None:
+        """The read-only layer an entry's ``directory`` is in; None for this cache."""
+        return next((layer for layer in self.layers if directory.parent == layer.models_dir), None)
+
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """Hold the model's lock; the kernel drops it if this process dies."""
@@ -237,7 +312,14 @@ class Cache:
 
     def publish(self, staged: Path, entry: Entry) -> Entry:
         """Flush the staged files, write the marker, then swap the directory in
-        with one rename: after a power loss a marker never sits over truncated files."""
+        with one rename: after a power loss a marker never sits over truncated files.
+
+        Correctness does not rest on the model's lock (a shared file system may
+        not honour it): an entry with the same bytes already published is never
+        replaced, and when another process publishes first the rename fails (a
+        directory is not renamed over a non-empty one), so this one's staging
+        directory is discarded and the winner's entry, its marker checked, returned.
+        """
         marker = staged / MARKER
         with writing(marker):
             fsync_tree(staged)
@@ -249,12 +331,26 @@ class Cache:
         models = self._private("models")
         target = self.entry_dir(entry.name)
         with self.staging(f"{entry.name}.old") as retired, writing(target):
-            if os.path.lexists(target):
+            if os.path.lexists(target) and not self._same_entry(entry):
                 # A stale or unmarked entry: moved aside so the swap stays atomic.
                 os.rename(target, retired / "entry")
-            os.rename(staged, target)
+            try:
+                os.rename(staged, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                log.info("%s: another process published it first; using its entry", entry.name)
             fsync_dir(models)
         return self.require_entry(entry.name)
+
+    def _same_entry(self, entry: Entry) -> bool:
+        """Whether the published entry is already ``entry``'s bytes, whole: then
+        it stays, as other processes may be reading it."""
+        try:
+            current = self.read_entry(entry.name)
+        except ZooError:
+            return True  # a newer zoo's entry is never replaced; the rename fails on it
+        return current is not None and current.sha256 == entry.sha256 and current.files_present()
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes per published entry, then for partial downloads and leftovers."""
@@ -272,7 +368,7 @@ class Cache:
             directory = self.entry_dir(name)
             partials = sorted(self._private("downloads").glob(f"{name}@*"))
             if not os.path.lexists(directory) and not partials:
-                raise NotCachedError(f"{name} is not in the cache at {self.root}", model=name)
+                raise NotCachedError(f"{name} is not in the cache at {self.root}{self._layer_note(name)}", model=name)
             freed = sum(_size(path) for path in [directory, *partials])
             for path in [directory, *partials]:
                 remove_tree(path)
@@ -320,6 +416,11 @@ class Cache:
                            "nothing was removed (check --cache-dir / ZOO_CACHE_DIR)")  # fmt: skip
         self._tag()
 
+    def _layer_note(self, name: str) -> str:
+        """Why a name ``zoo cache ls`` shows may still not be removable."""
+        held = [str(layer.root) for layer in self.layers if layer.holds(name)]
+        return f" (only in read-only layer {', '.join(held)}, which zoo never changes)" if held else ""
+
     def _lock_path(self, name: str) -> Path:
         return self.root / "locks" / f"{checked_name(name)}.lock"
 
@@ -332,11 +433,6 @@ class Cache:
             return self._staging_lock(path.name)
         owner = path.name.split("@")[0]
         return self._lock_path(owner) if _NAME.fullmatch(owner) else None
-
-    def _entry_names(self) -> list[str]:
-        if not self.models_dir.is_dir():
-            return []
-        return sorted(d.name for d in self.models_dir.iterdir() if _NAME.fullmatch(d.name))
 
     def _leftovers(self) -> list[Path]:
         found: list[Path] = []

@@ -47,7 +47,7 @@ def list_models(
 ) -> list[Listing]:
     """Models matching the filters; ``architecture`` matches meta-arch or extractor."""
     check_family(family)
-    cached = {entry.name for entry in cache.entries()}
+    cached = {entry.name for entry in cache.all_entries()}
     rows = []
     for model in registry:
         if family and model.family != family:
@@ -75,7 +75,7 @@ def model_names(registry: Registry) -> list[str]:
 
 def model_info(registry: Registry, cache: Cache, name: str) -> Info:
     model = registry.resolve(cache.model_name(registry, name))
-    return Info(model, registry.variants(model), cache.read_entry(model.name))
+    return Info(model, registry.variants(model), next(cache.layered_entries(model.name), None))
 
 
 def select_models(
@@ -104,5 +104,5 @@ def inspect_checkpoint(
 
     if is_checkpoint_path(target):
         return summarize(read_checkpoint(target), filter_prefix)
-    entry = cache.require_entry(cache.model_name(registry, target))
+    entry = cache.find_entry(cache.model_name(registry, target))
     return summarize(read_checkpoint(entry.checkpoint_path), filter_prefix)

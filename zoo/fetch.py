@@ -98,11 +98,14 @@ def fetch(
     settings = settings or Settings.from_env()
     registry = registry or load_registry(settings.registry_files)
     model = registry.resolve(name)
-    cache = Cache(settings.cache_dir)
+    cache = Cache.from_settings(settings)
     pin = Pin(model.sha256, model.size)
+    # A hit in a read-only layer is a hit too: served in place, no lock taken
+    # (a layer may not even allow lock files), nothing copied.
+    hit = cache.serving(model.name, pin)
+    if hit is not None:
+        return FetchResult.from_entry(hit, from_cache=True)
     entry = cache.read_entry(model.name)
-    if entry is not None and entry.satisfies(pin):
-        return FetchResult.from_entry(entry, from_cache=True)
     if entry is not None and not entry.files_present():
         log.warning("%s: files of the cached entry are missing; fetching it again", model.name)
     # The download stack (requests, tar, CRC32C) is imported on a miss only,

@@ -34,8 +34,8 @@ def install(
     if decide(None, pin, sources) is Action.OFFLINE_MISS:
         raise _no_source(model, settings)
     with cache.lock(model.name):
-        entry = cache.read_entry(model.name)
-        if entry is not None and decide(entry, pin, sources) is Action.USE_CACHE:
+        entry = cache.serving(model.name, pin)  # another process may have installed it meanwhile
+        if entry is not None:
             return entry, False
         return _install(model, cache, sources, settings, progress, position), True
 

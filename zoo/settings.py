@@ -23,6 +23,8 @@ class Settings:
     """Everything a fetch needs to know besides the model name."""
 
     cache_dir: Path
+    # Read-only caches searched after cache_dir, in order; zoo never writes them.
+    cache_layers: tuple[Path, ...] = ()
     mirrors: tuple[str, ...] = ()
     offline: bool = False
     mirror_only: bool = False
@@ -61,6 +63,7 @@ class Settings:
         cls,
         *,
         cache_dir: Path | str | None = None,
+        cache_layers: Iterable[Path | str] = (),
         mirrors: Iterable[str] = (),
         offline: bool | None = None,
         mirror_only: bool | None = None,
@@ -71,13 +74,16 @@ class Settings:
     ) -> Settings:
         """Build settings from arguments, falling back on ZOO_* variables.
 
-        Mirrors given as arguments come before those in ZOO_MIRROR; registry
+        Mirrors and cache layers given as arguments come before those in
+        ZOO_MIRROR and ZOO_CACHE_LAYERS; registry
         files given as arguments are layered after (so over) those in
         ZOO_REGISTRY.
         """
         env = os.environ if env is None else env
         return cls(
             cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(env),
+            cache_layers=tuple(Path(p) for p in cache_layers if str(p).strip())
+            + tuple(Path(p) for p in _split(env.get("ZOO_CACHE_LAYERS", ""), os.pathsep)),
             # An empty --mirror "$UNSET" is no mirror (as an empty ZOO_MIRROR), not the root directory.
             mirrors=tuple(m for m in mirrors if m.strip()) + _split(env.get("ZOO_MIRROR", ""), ","),
             offline=_flag(env, "ZOO_OFFLINE") if offline is None else offline,

@@ -19,6 +19,8 @@ class VerifyResult:
     sha256: str
     size: int
     problems: list[str] = field(default_factory=list)
+    # Where the entry lives: with read-only layers, one name can be verified twice.
+    directory: str = ""
 
     @property
     def ok(self) -> bool:
@@ -26,16 +28,24 @@ class VerifyResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "ok": self.ok, "sha256": self.sha256,
-                "size": self.size, "problems": self.problems}  # fmt: skip
+                "size": self.size, "problems": self.problems, "directory": self.directory}  # fmt: skip
 
 
 def verify_cached(cache: Cache, registry: Registry, names: Iterable[str] = ()) -> list[VerifyResult]:
-    """Verify the named models (all cached ones when none are named)."""
+    """Verify the named models (all cached ones when none are named), in
+    every layer that holds them: a shadowed layer entry can still be served
+    when the one above it goes stale."""
     names = list(names)
-    entries = (
-        [cache.require_entry(cache.model_name(registry, n)) for n in names] if names else cache.entries()
-    )
-    return [verify_entry(entry, registry) for entry in entries]
+    if not names:
+        return [verify_entry(entry, registry) for entry in cache.all_entries()]
+    return [verify_entry(entry, registry) for name in names for entry in _every_layer(cache, registry, name)]
+
+
+def _every_layer(cache: Cache, registry: Registry, name: str) -> list[Entry]:
+    """``name``'s entry in every layer that holds one; NotCachedError when none does."""
+    canonical = cache.model_name(registry, name)
+    cache.find_entry(canonical)  # raises, naming every layer searched, when no layer holds it
+    return list(cache.layered_entries(canonical))
 
 
 def verify_entry(entry: Entry, registry: Registry) -> VerifyResult:
@@ -53,7 +63,7 @@ def verify_entry(entry: Entry, registry: Registry) -> VerifyResult:
         verify_checkpoint(read_checkpoint(entry.checkpoint_path))
     except ZooError as exc:
         problems.append(str(exc))
-    return VerifyResult(entry.name, sha256, size, problems)
+    return VerifyResult(entry.name, sha256, size, problems, str(entry.directory))
 
 
 def _hash_file(entry: Entry) -> tuple[str, int]:

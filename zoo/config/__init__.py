@@ -9,7 +9,10 @@
   per rule group;
 - ``facts``: the I/O edge that gathers those facts from disk (``gather``,
   ``check_document``);
-- ``configure``: `zoo config`, a zoo model's sample config made ready to train.
+- ``configure``: `zoo config`, a zoo model's sample config (or the config beside
+  a checkpoint given by path) made ready to train;
+- ``trainer``: the trainer's command lines (one builder for `zoo config
+  --model-dir` and `zoo train`) and `zoo train`'s checks before running it.
 
 Nothing here imports TensorFlow or the download stack (requests); ``configure``
 reaches it only through ``zoo.fetch`` when a model is not cached yet. Import

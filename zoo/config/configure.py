@@ -9,6 +9,10 @@ config already spells it (``from_detection_checkpoint`` in older configs).
 sample config or ``--from``, writes the fine-tune fields and whatever the user
 asked for through zoo.config.textproto (so every other byte stays as it was),
 then runs zoo.config.checks on the result exactly as the trainer would see it.
+A checkpoint named by path (``is_checkpoint_path``, as `zoo inspect` decides)
+is read where it is instead: another project's checkpoint or training
+model_dir, its template the pipeline.config beside it, its type from its
+structure (``_type_from_structure``).
 Refusing to write is the caller's business (``Configured.blocking`` says what
 would stop training); ``Configured.write`` writes it.
 """
@@ -21,10 +25,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zoo.checkpoint import Checkpoint, is_checkpoint_path, read_checkpoint
 from zoo.config.checks import FINE_TUNE_CHECKPOINT, Finding, Severity, is_remote
-from zoo.config.checks.common import CHECKPOINT_TYPE, CHECKPOINT_VERSION, FROM_DETECTION
-from zoo.config.facts import check_document
+from zoo.config.checks.common import (
+    CHECKPOINT_TYPE,
+    CHECKPOINT_VERSION,
+    FROM_DETECTION,
+    TF1_DETECTION_SCOPES,
+)
+from zoo.config.facts import check_and_plan
 from zoo.config.labelmap import LabelMap, read_label_map
+from zoo.config.restore_rules import guess_architecture
 from zoo.config.textproto import (
     Document,
     Found,
@@ -80,12 +91,20 @@ class Edits:
 
 @dataclass(frozen=True)
 class Configured:
-    model: Model
-    fetched: FetchResult
+    model: Model | None  # None: a checkpoint named by path (another project's, a model_dir)
+    fetched: FetchResult | None
     template: Path
     template_text: str
     document: Document
     findings: list[Finding] = field(default_factory=list)
+    checkpoint: Path | None = None  # the prefix written as fine_tune_checkpoint
+    plan: str | None = None  # what training in --model-dir will do (zoo check --model-dir's line)
+    structure: str | None = None  # a path's checkpoint: what its layout says it is
+
+    @property
+    def name(self) -> str:
+        """The zoo model's name, or the checkpoint's prefix."""
+        return self.model.name if self.model is not None else str(self.checkpoint)
 
     @property
     def text(self) -> str:
@@ -114,8 +133,11 @@ class Configured:
 
 
 def configure(request: Request, settings: Settings, *, cwd: Path | None = None, progress: bool = False) -> Configured:
-    """Fetch the model, patch its config as requested, and check the result."""
+    """Fetch the model (or read the checkpoint ``request.name`` names by path),
+    patch its config as requested, and check the result."""
     cwd = cwd or Path.cwd()
+    if is_checkpoint_path(request.name):
+        return _configure_path(request, settings, cwd)
     registry = load_registry(settings.registry_files)
     model = registry.resolve(request.name)
     fetched = fetch(model.name, settings=settings, registry=registry, progress=progress)
@@ -124,10 +146,77 @@ def configure(request: Request, settings: Settings, *, cwd: Path | None = None, 
     document = parse(text, str(template))
     edits = resolve_edits(request, model, fetched, cwd)
     apply_edits(document, edits)
+    findings, plan = _check(document, edits, request, settings, cwd)
+    return Configured(model, fetched, template, text, document, findings, fetched.checkpoint, plan)
+
+
+def _check(document: Document, edits: Edits, request: Request, settings: Settings, cwd: Path) -> tuple[list[Finding], str | None]:
     read = {edits.label_map_path: edits.label_map} if edits.label_map_path and edits.label_map else {}
-    findings = check_document(document, cwd, model_dir=request.model_dir, cache_root=settings.cache_dir,
-                              label_maps=read, trainer=edits.trainer)  # fmt: skip
-    return Configured(model, fetched, template, text, document, findings)
+    return check_and_plan(document, cwd, model_dir=request.model_dir, cache_root=settings.cache_dir,
+                          label_maps=read, trainer=edits.trainer)  # fmt: skip
+
+
+def _configure_path(request: Request, settings: Settings, cwd: Path) -> Configured:
+    """Another project's checkpoint: a prefix, its .index, a directory or a
+    training model_dir (its ``checkpoint`` state file names the newest ckpt-N).
+    The template is the pipeline.config beside it (or --from); the type follows
+    the checkpoint's structure; the check compares with that project's config."""
+    checkpoint = read_checkpoint(_absolute(request.name, cwd))
+    trainer = "tf2" if checkpoint.is_object_based else "tf1"
+    structure = _structure(checkpoint)
+    template = request.template or _template_beside(checkpoint.prefix, structure)
+    text = read_text(template)
+    document = parse(text, str(template))
+    checkpoint_type = request.checkpoint_type or _type_from_structure(checkpoint, str(request.name))
+    edits = _edits(request, str(checkpoint.prefix), checkpoint_type, trainer, cwd)
+    apply_edits(document, edits)
+    findings, plan = _check(document, edits, request, settings, cwd)
+    return Configured(None, None, template, text, document, findings, checkpoint.prefix, plan, structure)
+
+
+def _structure(checkpoint: Checkpoint) -> str:
+    """What the checkpoint's layout says it holds (restore_rules' reading of it)."""
+    if not checkpoint.is_object_based:
+        found = any(checkpoint.has_name_prefix(scope) for scope in TF1_DETECTION_SCOPES)
+        return "a TF1 name-based " + ("detection checkpoint" if found else "checkpoint (no detection scopes)")
+    roots = checkpoint.root_objects()
+    if "model" in roots:
+        arch = guess_architecture(checkpoint.model_children())
+        training = " saved by training (step, optimizer)" if "step" in roots else ""
+        return f"a detection model's checkpoint ({arch or 'meta-architecture unknown'}){training}"
+    if "feature_extractor" in roots:
+        return "a backbone's checkpoint (root feature_extractor)"
+    return f"a checkpoint with root objects {', '.join(roots) or 'none'}"
+
+
+def _type_from_structure(checkpoint: Checkpoint, given: str) -> str:
+    """``detection`` for a detection model's checkpoint (``full`` only on request:
+    it also restores the heads, so num_classes must match), ``classification``
+    for a backbone saved under ``feature_extractor``."""
+    if not checkpoint.is_object_based:
+        detection = any(checkpoint.has_name_prefix(scope) for scope in TF1_DETECTION_SCOPES)
+        return "detection" if detection else "classification"
+    roots = checkpoint.root_objects()
+    if "model" in roots:
+        return "detection"
+    if "feature_extractor" in roots:
+        return "classification"
+    raise UsageError(f"{given}: {checkpoint.prefix} holds neither a model nor a feature_extractor "
+                     f"(root objects: {', '.join(roots) or 'none'}): no fine_tune_checkpoint_type restores it; "
+                     "pass --checkpoint-type to try one")  # fmt: skip
+
+
+def _template_beside(prefix: Path, structure: str) -> Path:
+    """The project's pipeline.config: beside the checkpoint, or one level up
+    from a ``checkpoint/`` directory (a zoo model's or an exported model's layout)."""
+    candidates = [prefix.parent / "pipeline.config"]
+    if prefix.parent.name == "checkpoint":
+        candidates.append(prefix.parent.parent / "pipeline.config")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"{prefix}: no pipeline.config beside it ({' or '.join(map(str, candidates))}); "
+                     f"it is {structure}: pass the config it was trained with, or yours, with --from CONFIG")  # fmt: skip
 
 
 def _template(request: Request, fetched: FetchResult) -> Path:
@@ -142,6 +231,10 @@ def resolve_edits(request: Request, model: Model, fetched: FetchResult, cwd: Pat
     """Turn the request into values: absolute paths (the trainer resolves
     relative ones against wherever it is started) and num_classes from the label map."""
     checkpoint_type = request.checkpoint_type or TYPE_FOR_FAMILY.get(model.family, "detection")
+    return _edits(request, str(fetched.checkpoint), checkpoint_type, model.trainer, cwd)
+
+
+def _edits(request: Request, checkpoint: str, checkpoint_type: str, trainer: str, cwd: Path) -> Edits:
     label_map_path, label_map, num_classes = None, None, request.num_classes
     if request.label_map is not None:
         label_map_path = _absolute(str(request.label_map), cwd)
@@ -152,9 +245,9 @@ def resolve_edits(request: Request, model: Model, fetched: FetchResult, cwd: Pat
                              f"whose highest id is {highest}")  # fmt: skip
         num_classes = highest
     return Edits(
-        fine_tune_checkpoint=str(fetched.checkpoint),
+        fine_tune_checkpoint=checkpoint,
         checkpoint_type=checkpoint_type,
-        trainer=model.trainer,
+        trainer=trainer,
         label_map_path=label_map_path,
         label_map=label_map,
         num_classes=num_classes,

@@ -31,6 +31,7 @@ from zoo.config.checks import (
     label_map_fields,
     string_value,
 )
+from zoo.config.checks.model_dir import training_plan
 from zoo.config.labelmap import LabelMap, read_label_map
 from zoo.config.textproto import Document, Scalar, parse_file
 from zoo.errors import CheckpointError, ConfigError, UnknownModelError, ZooError
@@ -52,8 +53,23 @@ def check_document(
 ) -> list[Finding]:
     """`zoo check` on a parsed config: the facts from disk, then the pure rules
     for ``trainer`` ("tf1" or "tf2"; None: as the config's feature extractor says)."""
+    return check_and_plan(doc, cwd, model_dir=model_dir, cache_root=cache_root, label_maps=label_maps,
+                          trainer=trainer)[0]  # fmt: skip
+
+
+def check_and_plan(
+    doc: Document,
+    cwd: Path,
+    *,
+    model_dir: Path | None = None,
+    cache_root: Path | None = None,
+    label_maps: Mapping[str, LabelMap] | None = None,
+    trainer: str | None = None,
+) -> tuple[list[Finding], str | None]:
+    """``check_document``'s findings, and the one line saying what training in
+    ``model_dir`` will do (resume, or start fresh from what; None without one)."""
     facts = gather(doc, cwd, model_dir=model_dir, cache_root=cache_root, label_maps=label_maps)
-    return check(doc, facts, trainer)
+    return check(doc, facts, trainer), training_plan(doc, facts)
 
 
 def gather(

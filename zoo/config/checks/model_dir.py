@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from zoo.config.checks.common import (
+    CHECKPOINT_TYPE,
     FINE_TUNE_CHECKPOINT,
     NUM_STEPS,
     SAME_DIR,
@@ -16,6 +17,7 @@ from zoo.config.checks.common import (
     ModelDirFacts,
     Severity,
     first_scalar,
+    string_value,
 )
 from zoo.config.textproto import Document
 
@@ -73,3 +75,31 @@ def _resume_finding(doc: Document, model_dir: ModelDirFacts) -> Finding:
                    f"{model_dir.path} already holds {at}: training resumes from it (weights, step, optimizer) and "
                    "the fine-tune checkpoint's weights are overwritten", None,
                    "a new, empty model_dir to fine-tune from the checkpoint; keep this one to continue training")  # fmt: skip
+
+
+def training_plan(doc: Document, facts: Facts) -> str | None:
+    """What the trainer will do with ``--model-dir``, in one line (None without one):
+    train_loop restores tf.train.latest_checkpoint(model_dir) over the fine-tuned
+    weights when there is one (tfod_reference.md (f), as observed)."""
+    model_dir = facts.model_dir
+    if model_dir is None:
+        return None
+    if model_dir.error:
+        return f"model_dir {model_dir.path} cannot be read ({model_dir.error}): training would try to resume from it"
+    if model_dir.latest is not None:
+        node = first_scalar(doc, NUM_STEPS)
+        num_steps = node.as_int() if node is not None and node.kind == "number" else 0
+        at = f"step {model_dir.step}" if model_dir.step is not None else "step unknown"
+        of = f"of num_steps {num_steps}" if num_steps else "num_steps unset"
+        if model_dir.step is not None and num_steps and model_dir.step >= num_steps:
+            return (f"training restores {model_dir.latest} ({at}, at or past num_steps {num_steps}) "
+                    "and stops without a step")  # fmt: skip
+        return f"training resumes from {model_dir.latest} ({at} {of}); fine_tune_checkpoint is ignored"
+    checkpoint = facts.checkpoint
+    if checkpoint is None:
+        return f"fresh start in {model_dir.path}: trains from scratch (no fine_tune_checkpoint)"
+    source = checkpoint.prefix or checkpoint.value
+    type_node = first_scalar(doc, CHECKPOINT_TYPE)
+    spelled = string_value(type_node) if type_node is not None else None
+    kind = f" ({spelled} restore)" if spelled else ""
+    return f"fresh start in {model_dir.path}: fine-tunes from {source}{kind}"
