@@ -191,3 +191,13 @@ def test_a_marker_without_the_verification_record_still_reads(zoo: Zoo, upstream
     entry = Cache(zoo.cache).read_entry(MODEL)
     assert entry is not None and entry.verified is None
     assert json.loads(zoo.run("info", MODEL, "--json").stdout)["verified"] is None
+
+
+def test_info_of_every_model_says_how_its_bytes_are_verified(tmp_path: Path):
+    from zoo.catalog import model_info
+    from zoo.registry import load_registry
+
+    registry = load_registry()
+    said = {model.name: model_info(registry, Cache(tmp_path), model.name).to_dict()["verified"] for model in registry}
+    assert len(said) == 104 and all(isinstance(how, str) and how.startswith("not cached; on download: ")
+                                    for how in said.values())  # fmt: skip

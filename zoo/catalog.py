@@ -34,8 +34,16 @@ class Info:
             "checkpoint_path": str(self.entry.checkpoint_path) if self.entry else None,
             "config_path": str(self.entry.config_path) if self.entry and self.entry.config else None,
             "cached_sha256": self.entry.sha256 if self.entry else None,
-            "verified": self.entry.verified if self.entry else None,
+            "verified": self.entry.verified if self.entry else _verified_on_download(self.model),
         }
+
+
+def _verified_on_download(model: Model) -> str:
+    """What will vouch for the bytes of a model not cached yet (every zoo host
+    is Google Cloud Storage, which sends its hashes; a mirror's index may pin too)."""
+    if model.sha256:
+        return "not cached; on download: pinned sha256"
+    return "not cached; on download: server crc32c+md5 where the server sends them, else none: recorded on first use"
 
 
 def list_models(
