@@ -45,8 +45,10 @@ def published_template(zoo: Zoo) -> tuple[Path, dict]:
 
 
 @pytest.mark.timeout(180)
-def test_racing_publishers_without_a_lock_all_return_the_one_published_entry(zoo: Zoo):
+@pytest.mark.parametrize("locks", ["auto", "none"])  # staging's own lock is a lock file under none
+def test_racing_publishers_without_a_lock_all_return_the_one_published_entry(zoo: Zoo, locks: str):
     template, marker = published_template(zoo)
+    zoo.env["ZOO_LOCKS"] = locks
     publishers = [
         subprocess.Popen([sys.executable, "-c", PUBLISHER, str(zoo.cache), str(template), json.dumps(marker), MODEL],
                          env=zoo.env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip

@@ -6,10 +6,12 @@ Layout under the cache root::
     models/<name>/<archive>.tar.gz  the archive as downloaded
     models/<name>/files/...         its contents, as published
     models/<name>/sample.config     the registry's sample config, if any
-    downloads/<name>@<file>.part    resumable partial downloads (+ .json sidecar)
+    downloads/<name>@<file>.part    resumable partial downloads (+ .json sidecar); <name>@<host>.<pid>@<file>.part
+                                    when locks are lock files: one per process, never shared
     tmp/<name>@<random>/            staging directories (same file system)
     locks/<name>.lock               per-model inter-process locks
     locks/tmp/<name>@<random>.lock  one per staging directory, held while it is in use
+    locks/...lock.held              the same locks as O_EXCL files (ZOO_LOCKS=none: no flock)
     CACHEDIR.TAG                    marks the directory as zoo's (and as a cache, for backup tools)
 
 Read-only layers (ZOO_CACHE_LAYERS: a site cache, a read-only NFS export, an
@@ -38,6 +40,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import stat
 import time
 from collections.abc import Iterator, Sequence
@@ -47,7 +50,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import NotCachedError, UnknownModelError, ZooError
-from zoo.fsutil import file_lock, fsync_dir, fsync_tree, private_dir, read_input, remove_tree, tree_size, writing
+from zoo.fsutil import (
+    file_lock,
+    fsync_dir,
+    fsync_tree,
+    private_dir,
+    read_input,
+    remove_tree,
+    tree_size,
+    uses_lock_files,
+    writing,
+)
+from zoo.settings import LockPolicy, lock_policy
 from zoo.sources import Pin
 
 if TYPE_CHECKING:
@@ -66,6 +80,7 @@ _PARTIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*@.+\.part(\.json)?")
 TAG_NAME = "CACHEDIR.TAG"
 # https://bford.info/cachedir/: backup tools skip a directory holding this file.
 TAG = b"Signature: 8a477f597d28d172789f06886806bc55\n# This directory is zoo's model cache: https://pypi.org/project/tfod-zoo/\n"
+_HOST = re.compile(r"[^A-Za-z0-9.-]")  # a host name as a partial's name may hold it
 _SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})")
 
 log = logging.getLogger("zoo")
@@ -219,15 +234,16 @@ class CacheLayer:
 class Cache(CacheLayer):
     """The writable cache, and the read-only layers searched after it."""
 
-    def __init__(self, root: Path, layers: Sequence[Path] = ()) -> None:
+    def __init__(self, root: Path, layers: Sequence[Path] = (), locks: LockPolicy | None = None) -> None:
         super().__init__(root)
+        self.locks = locks or lock_policy(os.environ)
         # A layer that is the writable cache itself would list every entry twice.
         roots = dict.fromkeys(CacheLayer(path).root for path in layers)
         self.layers = tuple(CacheLayer(path) for path in roots if path != self.root)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Cache:
-        return cls(settings.cache_dir, settings.cache_layers)
+        return cls(settings.cache_dir, settings.cache_layers, settings.locks)
 
     @property
     def search_path(self) -> tuple[CacheLayer, ...]:
@@ -235,7 +251,11 @@ class Cache(CacheLayer):
         return (self, *self.layers)
 
     def partial_path(self, name: str, url: str) -> Path:
-        filename = f"{checked_name(name)}@{Path(url).name}.part"
+        """Where ``url``'s bytes for ``name`` wait. Without working locks two
+        hosts could append to one partial, so each process gets its own."""
+        checked_name(name)
+        owner = f"@{_HOST.sub('_', socket.gethostname())}.{os.getpid()}" if self._lock_files() else ""
+        filename = f"{name}{owner}@{Path(url).name}.part"
         return self._private("downloads") / filename
 
     def model_name(self, registry: Registry, name: str) -> str:
@@ -287,7 +307,7 @@ class Cache(CacheLayer):
     def lock(self, name: str) -> Iterator[None]:
         """Hold the model's lock; the kernel drops it if this process dies."""
         notice = functools.partial(log.info, "waiting for another zoo process using %s", name)
-        with file_lock(self._lock_path(name), on_wait=notice):
+        with file_lock(self._lock_path(name), on_wait=notice, policy=self.locks):
             yield
 
     @contextmanager
@@ -300,7 +320,7 @@ class Cache(CacheLayer):
         tmp = self._private("tmp")
         dirname = f"{checked_name(name)}@{secrets.token_hex(8)}"
         lock = self._staging_lock(dirname)
-        with file_lock(lock):
+        with file_lock(lock, policy=self.locks):
             path = tmp / dirname
             with writing(path):
                 path.mkdir(mode=0o700)
@@ -387,7 +407,7 @@ class Cache(CacheLayer):
             lock = self._guard(path)
             if lock is None:
                 continue
-            with file_lock(lock, wait=False) as free:
+            with file_lock(lock, wait=False, policy=self.locks) as free:
                 if free and self._leftover(path):
                     remove_tree(path)
                     removed.append(path)
@@ -420,6 +440,9 @@ class Cache(CacheLayer):
         """Why a name ``zoo cache ls`` shows may still not be removable."""
         held = [str(layer.root) for layer in self.layers if layer.holds(name)]
         return f" (only in read-only layer {', '.join(held)}, which zoo never changes)" if held else ""
+
+    def _lock_files(self) -> bool:
+        return uses_lock_files(self.locks, self.root / "locks")
 
     def _lock_path(self, name: str) -> Path:
         return self.root / "locks" / f"{checked_name(name)}.lock"

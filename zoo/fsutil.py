@@ -7,18 +7,25 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
+import math
 import os
 import re
+import secrets
 import shutil
+import socket
 import stat
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
 from zoo.errors import DiskFullError, UsageError, ZooError
+from zoo.settings import LockPolicy, lock_policy
 
 # RLIMIT_FSIZE and quotas end a write the same way a full disk does.
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -204,24 +211,175 @@ def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
     return fd
 
 
+# Errors flock gives where the file system cannot lock (NFS mounted nolock, some FUSE).
+_FLOCK_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+# Devices where flock failed under ZOO_LOCKS=auto: lock files serve there from then on.
+_NO_FLOCK_DEVICES: set[int] = set()
+LOCK_FILE_LIMIT = 4096
+"""A lock file holds one line of JSON; more is garbage, never read in full."""
+
+
+def uses_lock_files(policy: LockPolicy, directory: Path) -> bool:
+    """Whether locks under ``directory`` are O_EXCL lock files (flock is off or failed there)."""
+    if policy.mode != "auto":
+        return policy.mode == "none"
+    try:
+        return os.stat(directory).st_dev in _NO_FLOCK_DEVICES
+    except OSError:
+        return False
+
+
+def held_path(path: Path) -> Path:
+    """The O_EXCL lock file standing for ``path``'s lock: a name of its own, so
+    a flock file left by an earlier run never looks held."""
+    return path.with_name(path.name + ".held")
+
+
 @contextmanager
-def file_lock(path: Path, wait: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
-    """Hold an exclusive lock on ``path`` (created if missing); the kernel drops it
-    if the process dies. With ``wait=False`` yields whether the lock was free."""
+def file_lock(
+    path: Path, wait: bool = True, on_wait: Callable[[], None] | None = None, policy: LockPolicy | None = None
+) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` (created if missing); with ``wait=False``
+    yields whether the lock was free. The one way zoo locks: flock, which the
+    kernel drops if the process dies, or (ZOO_LOCKS=none, or flock failing
+    under auto) an O_EXCL lock file with a heartbeat, taken over once stale."""
+    policy = policy or lock_policy(os.environ)
     private_dir(path.parent)
-    with writing(path):
-        fd = open_regular(path, os.O_RDWR | os.O_CREAT)
-    with os.fdopen(fd, "r+b") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                yield False
+    if not uses_lock_files(policy, path.parent):
+        with writing(path):
+            fd = open_regular(path, os.O_RDWR | os.O_CREAT)
+        with os.fdopen(fd, "r+b") as handle:
+            free = _flock(handle, path, wait, on_wait, policy)
+            if free is not None:
+                # A process under ZOO_LOCKS=none holds only the lock file: prune must see it too.
+                yield free and (wait or not _fresh(held_path(path), policy.timeout))
                 return
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    with _lock_file(held_path(path), policy.timeout, wait, on_wait) as free:
+        yield free
+
+
+def _flock(handle: IO[bytes], path: Path, wait: bool, on_wait: Callable[[], None] | None,
+           policy: LockPolicy) -> bool | None:  # fmt: skip
+    """Whether flock took the lock; None where flock does not work (auto falls back)."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        if not wait:
+            return False
+    except OSError as exc:
+        if exc.errno not in _FLOCK_UNSUPPORTED:
+            raise
+        if policy.mode == "flock":
+            reason = f"{exc.strerror}; set ZOO_LOCKS=none on a file system without flock"
+            raise ZooError(f"cannot lock {path}: {reason}") from None
+        _NO_FLOCK_DEVICES.add(os.fstat(handle.fileno()).st_dev)
+        return None
+    if on_wait is not None:
+        on_wait()
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return True
+
+
+@contextmanager
+def _lock_file(lock: Path, timeout: float, wait: bool, on_wait: Callable[[], None] | None) -> Iterator[bool]:
+    """Hold ``lock`` as an O_EXCL file, its heartbeat refreshed by a daemon
+    thread (so a holder killed with SIGKILL leaves a lock that goes stale) and
+    the file removed on release."""
+    fd = _create_lock(lock, timeout, wait, on_wait)
+    if fd is None:
+        yield False
+        return
+    stop = threading.Event()
+    beating = threading.Thread(target=_keep_beating, args=(fd, stop, timeout / 4), daemon=True)
+    beating.start()
+    try:
         yield True
+    finally:
+        stop.set()
+        beating.join()
+        with suppress(OSError):
+            if os.path.samestat(os.lstat(lock), os.fstat(fd)):
+                lock.unlink()  # still ours: not taken over while this process stalled
+        os.close(fd)
+
+
+def _create_lock(lock: Path, timeout: float, wait: bool, on_wait: Callable[[], None] | None) -> int | None:
+    """The new lock file's descriptor, once no fresh lock stands in the way;
+    None when it is held and ``wait`` is False."""
+    notified = False
+    while True:
+        with writing(lock), suppress(FileExistsError):
+            # O_EXCL also fails on a symlink planted there, dangling or not: never followed.
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            _beat(fd)
+            return fd
+        if not _fresh(lock, timeout):
+            _steal(lock, timeout)
+            continue
+        if not wait:
+            return None
+        if on_wait is not None and not notified:
+            on_wait()
+            notified = True
+        time.sleep(min(1.0, timeout / 4))
+
+
+def _beat(fd: int) -> None:
+    """Write who holds the lock and when it was last known alive."""
+    data = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()}).encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+
+
+def _keep_beating(fd: int, stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        with suppress(OSError):  # a full disk must not kill the holder; the lock then goes stale
+            _beat(fd)
+
+
+def _fresh(lock: Path, timeout: float) -> bool:
+    """Whether a lock file exists with a heartbeat or mtime within ``timeout``.
+
+    The file is outside input (another host, an attacker): read capped,
+    without following a symlink, and garbage in it leaves only its mtime.
+    """
+    try:
+        info = os.lstat(lock)
+    except FileNotFoundError:
+        return False
+    now = time.time()
+    beat = _heartbeat(lock)
+    # A heartbeat from the future is garbage; the mtime (the file server's clock on NFS) still counts.
+    alive = max(info.st_mtime, beat if beat is not None and beat <= now else 0.0)
+    return now - alive <= timeout
+
+
+def _heartbeat(lock: Path) -> float | None:
+    try:
+        fd = open_regular(lock, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as handle:
+            data = json.loads(handle.read(LOCK_FILE_LIMIT))
+    except (OSError, ValueError, ZooError):
+        return None
+    beat = data.get("heartbeat") if isinstance(data, dict) else None
+    return float(beat) if type(beat) in (int, float) and math.isfinite(beat) else None
+
+
+def _steal(lock: Path, timeout: float) -> None:
+    """Take a stale lock away. It is renamed aside first, an atomic step, so of
+    several processes stealing at once one moves it and the rest find it gone;
+    a lock that turns out fresh once moved (another process stole and took it
+    meanwhile) is linked back unless a newer one already stands there."""
+    aside = lock.with_name(f"{lock.name}.stale-{secrets.token_hex(8)}")
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:
+        return
+    if _fresh(aside, timeout):
+        with suppress(OSError):
+            os.link(aside, lock, follow_symlinks=False)
+    os.unlink(aside)
 
 
 # -- writing the user's output files ---------------------------------------------

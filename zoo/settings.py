@@ -16,6 +16,25 @@ FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
+LOCK_MODES = ("auto", "flock", "none")
+
+
+@dataclass(frozen=True)
+class LockPolicy:
+    """How zoo locks (ZOO_LOCKS, ZOO_LOCK_TIMEOUT): ``flock``; ``none``, for a
+    shared file system where flock does nothing: O_EXCL lock files with a
+    heartbeat, taken over once ``timeout`` seconds stale; ``auto``: flock, and
+    lock files where flock fails."""
+
+    mode: str = "auto"
+    timeout: float = 60.0
+
+
+def lock_policy(env: Mapping[str, str]) -> LockPolicy:
+    mode = env.get("ZOO_LOCKS", "").strip().lower() or "auto"
+    if mode not in LOCK_MODES:
+        raise UsageError(f"ZOO_LOCKS={env['ZOO_LOCKS']!r} is not one of {', '.join(LOCK_MODES)}")
+    return LockPolicy(mode, _number(env, "ZOO_LOCK_TIMEOUT", LockPolicy.timeout, low=0.1, high=86_400.0))
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,7 @@ class Settings:
     # keeping its name for TLS, so tests play download.tensorflow.org on
     # 127.0.0.1 without DNS. ((host:port, address:port), ...).
     host_map: tuple[tuple[str, str], ...] = ()
+    locks: LockPolicy = LockPolicy()
 
     @property
     def verify(self) -> str | bool:
@@ -101,6 +121,7 @@ class Settings:
             require_verified=_flag(env, "ZOO_REQUIRE_VERIFIED") if require_verified is None else require_verified,
             ca_bundle=next((env[name] for name in CA_BUNDLE_VARIABLES if env.get(name)), None),
             host_map=_host_map(env.get("ZOO_TEST_HOST_MAP", "")),
+            locks=lock_policy(env),
         )
 
 
