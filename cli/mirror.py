@@ -56,8 +56,7 @@ def mirror_build(
     """Download archives and sample configs into a mirror, incrementally, with its index."""
     settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
     if lock:
-        settings, locked = zoo.lockfile.with_lock(lock, settings)
-        names = [*(names or []), *locked]
+        settings, names = zoo.lockfile.with_lock(lock, settings, names or ())
     catalog = zoo.load_registry(settings.registry_files)
     models = zoo.select_models(catalog, names or (), all_models=all_models, family=family)
     show_bar = sys.stdout.isatty() and not quiet and not as_json

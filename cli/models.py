@@ -58,8 +58,7 @@ def fetch(
     """Download, verify and extract models; print each checkpoint prefix (fine_tune_checkpoint)."""
     settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
     if lock:
-        settings, locked = zoo.lockfile.with_lock(lock, settings)
-        names = [*(names or []), *locked]
+        settings, names = zoo.lockfile.with_lock(lock, settings, names or ())
     if not names:
         raise UsageError("name at least one model, or give --lock FILE")
     if quiet:

@@ -69,8 +69,9 @@ def lock_models(names: Iterable[str], settings: Settings) -> list[LockedModel]:
     return locked
 
 
-def with_lock(path: Path, settings: Settings) -> tuple[Settings, list[str]]:
-    """Settings that layer the lock's pins over the registry, and the names it locks."""
+def with_lock(path: Path, settings: Settings, names: Iterable[str] = ()) -> tuple[Settings, list[str]]:
+    """Settings that layer the lock's pins over the registry, and ``names``
+    followed by the names it locks."""
     locked = read_lock(path, load_registry(settings.registry_files))
     layered = dataclasses.replace(settings, registry_files=(*settings.registry_files, path))
-    return layered, [model.name for model in locked]
+    return layered, [*names, *(model.name for model in locked)]
