@@ -106,11 +106,12 @@ def test_ssl_cert_file_is_honoured_like_requests_ca_bundle(
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize(("flag", "env"), [((), {"ZOO_ALLOW_HTTP": "1"}), (("--allow-http",), {})])
 def test_allow_http_fetches_plain_http_with_a_warning(
-    tmp_path: Path, ca: trustme.CA, secure: FileServer, plain: FileServer
+    tmp_path: Path, ca: trustme.CA, secure: FileServer, plain: FileServer, flag: tuple[str, ...], env: dict[str, str]
 ):
     zoo = zoo_for(tmp_path, ca, secure, plain)
-    result = zoo.run("fetch", MODEL, ZOO_ALLOW_HTTP="1")
+    result = zoo.run("fetch", MODEL, *flag, **env)
     assert result.returncode == 0, result.stderr
     assert gets(plain) == [(TARBALL_PATH, False, ZOO_HOST)]
     assert [path for path, _tls, _host in gets(secure)] == [CONFIG_PATH]  # already https in the registry

@@ -122,8 +122,11 @@ def test_a_pin_is_the_stronger_record(zoo: Zoo, upstream: FileServer, tarball: P
 
 
 @pytest.mark.timeout(120)
-def test_require_verified_refuses_what_nothing_vouches_for(zoo: Zoo, upstream: FileServer):
-    result = zoo.run("fetch", MODEL, ZOO_REQUIRE_VERIFIED="1")
+@pytest.mark.parametrize(("flag", "env"), [((), {"ZOO_REQUIRE_VERIFIED": "1"}), (("--require-verified",), {})])
+def test_require_verified_refuses_what_nothing_vouches_for(
+    zoo: Zoo, upstream: FileServer, flag: tuple[str, ...], env: dict[str, str]
+):
+    result = zoo.run("fetch", MODEL, *flag, **env)
     assert result.returncode == 6, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "nothing vouches for its bytes" in line and "ZOO_REQUIRE_VERIFIED" in line
