@@ -99,6 +99,19 @@ def test_a_hit_in_a_read_only_layer_opens_no_connection_copies_and_locks_nothing
     assert zoo.run("fetch", MODEL, "--offline").returncode == 0
 
 
+def test_a_model_only_in_a_read_only_layer_packs_into_a_bundle(zoo: Zoo, upstream: FileServer, layers: list[Path]):
+    layer = site_layer(zoo, layers)
+    before = freeze(zoo, layer)
+    upstream.stop()
+    bundle = zoo.home / "carry.tar"
+    created = zoo.run("bundle", "create", str(bundle), MODEL)
+    assert created.returncode == 0, created.stderr
+    assert unchanged(before, layer) and not zoo.cache.exists()
+    del zoo.env["ZOO_CACHE_LAYERS"]  # the other side of the gap has only the bundle
+    assert zoo.run("bundle", "import", str(bundle)).returncode == 0
+    assert fetch_json(zoo, "--offline")["from_cache"] is True
+
+
 def test_cache_ls_names_the_layer_and_rm_and_prune_leave_it_alone(zoo: Zoo, layers: list[Path]):
     layer = site_layer(zoo, layers)
     shutil.copytree(layer, zoo.cache, symlinks=True)  # the same model in the writable cache too

@@ -32,11 +32,11 @@ def create_bundle(
 ) -> MirrorIndex:
     """Pack the named cached models into ``path`` (``-``: standard output), a regular
     file replaced atomically (a read-only one only with ``force``), a device written through."""
-    cache = Cache(settings.cache_dir)
+    cache = Cache.from_settings(settings)  # a model in a read-only layer packs like any other
     index = MirrorIndex()
     members: list[tuple[str, Path]] = []
     for name in names:
-        entry = cache.require_entry(registry.resolve(name).name)
+        entry = cache.find_entry(registry.resolve(name).name)
         files = [(entry.upstream_url, entry.archive_path, (entry.sha256, entry.size))]
         if entry.sample_config_url and entry.config_path:
             files.append((entry.sample_config_url, entry.config_path, file_digest(entry.config_path)))
