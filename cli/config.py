@@ -53,6 +53,7 @@ def config_command(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", callback=at_least_one, help="Set train_config.batch_size.")] = None,
     num_steps: Annotated[Optional[int], typer.Option("--num-steps", metavar="N", callback=at_least_one, help="Set train_config.num_steps.")] = None,
     model_dir: Annotated[Optional[Path], typer.Option("--model-dir", metavar="DIR", help="The model_dir training will write to: checked as `zoo check --model-dir` does; with -o, the commands to train and evaluate are printed.")] = None,
+    checkpoint_root: Annotated[Optional[str], typer.Option("--checkpoint-root", metavar="URL|DIR", help="Stage the model at URL/NAME/ (gs://, s3://, az://, any fsspec URL, or a directory), as `zoo fetch --to` does, and write that remote prefix as fine_tune_checkpoint (for TPUs and clusters).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the config here ('-' or default: stdout).")] = None,
     diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff against the template instead of writing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Write even when `zoo check` finds errors, and over a read-only file.")] = False,
@@ -79,7 +80,7 @@ def config_command(
     settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
     request = Request(
         name, template, checkpoint_type, label_map, num_classes,
-        tuple(train_records or ()), tuple(eval_records or ()), batch_size, num_steps, model_dir,
+        tuple(train_records or ()), tuple(eval_records or ()), batch_size, num_steps, model_dir, checkpoint_root,
     )  # fmt: skip
     result = configure(request, settings, progress=sys.stderr.isatty() and not (quiet or as_json))
     environment = doctor()  # the interpreter zoo runs in: most likely the one that will train

@@ -27,6 +27,7 @@ from zoo_cli.common import (
     complete_model_name,
     emit,
     fail,
+    for_each,
     note,
     plain,
     settings_from,
@@ -44,7 +45,8 @@ ModelsArgument = Annotated[
 def fetch(
     names: ModelsArgument = None,
     lock: Annotated[Optional[Path], typer.Option("--lock", metavar="FILE", help="Fetch exactly the models a lock file pins.")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N", callback=at_least_one, help="Models fetched at once.")] = 1,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", metavar="N", callback=at_least_one, help="Models fetched at once (default 1); with --to, files uploaded at once (default 8).", show_default=False)] = None,
+    to: Annotated[Optional[str], typer.Option("--to", metavar="URL|DIR", help="Also stage each model at URL/NAME/ (gs://, s3://, az://, any fsspec URL, or a directory) and print its remote checkpoint prefix.")] = None,
     cache_dir: CacheDirOption = None,
     registry: RegistryOption = None,
     mirror: MirrorOption = None,
@@ -55,7 +57,7 @@ def fetch(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Download, verify and extract models; print each checkpoint prefix (fine_tune_checkpoint)."""
+    """Download, verify and extract models; print each checkpoint prefix (fine_tune_checkpoint), or with --to the staged one."""
     settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
     if lock:
         settings, names = zoo.lockfile.with_lock(lock, settings, names or ())
@@ -64,8 +66,11 @@ def fetch(
     if quiet:
         logging.getLogger("zoo").setLevel(logging.ERROR)
     show_bar = sys.stdout.isatty() and not quiet and not as_json
+    if to is not None:
+        for_each(dict.fromkeys(names), as_json, lambda name: _stage(name, to, settings, jobs or 8, show_bar, as_json))
+        return
     first_failure = 0
-    for name, outcome in zoo.fetch_many(list(dict.fromkeys(names)), settings=settings, jobs=jobs, progress=show_bar):
+    for name, outcome in zoo.fetch_many(list(dict.fromkeys(names)), settings=settings, jobs=jobs or 1, progress=show_bar):
         if isinstance(outcome, ZooError):
             fail(name, outcome, as_json)
             first_failure = first_failure or outcome.exit_code
@@ -75,6 +80,13 @@ def fetch(
         logging.getLogger("zoo").info("%s: %s (sha256:%s)", outcome.name, state, outcome.sha256)
     if first_failure:
         raise typer.Exit(first_failure)
+
+
+def _stage(name: str, dest: str, settings: zoo.Settings, jobs: int, progress: bool, as_json: bool) -> None:
+    staged = zoo.stage(name, dest, settings=settings, jobs=jobs, progress=progress)
+    emit(as_json, {"ok": True, **staged.to_dict()}, staged.checkpoint)
+    logging.getLogger("zoo").info("%s: staged at %s (%d file(s) uploaded, %d already there)",
+                                  staged.name, staged.destination, len(staged.uploaded), len(staged.skipped))  # fmt: skip
 
 
 @app.command("lock")

@@ -211,9 +211,10 @@ class GcsStore(_Store):
         self._server.stop()
 
     def filesystem(self) -> Any:
-        import os
+        # gcsfs's plain class (gcsfs.GCSFileSystem may be the gRPC-probing one,
+        # chosen at import), told the endpoint directly: nothing leaks into
+        # os.environ for the rest of the session.
+        from gcsfs.core import GCSFileSystem
 
-        os.environ.update(self.env)  # gcsfs reads the emulator's address from the environment
-        import gcsfs
-
-        return gcsfs.GCSFileSystem(project="test", token="anon", skip_instance_cache=True)
+        endpoint = self.env["STORAGE_EMULATOR_HOST"]
+        return GCSFileSystem(project="test", token="anon", endpoint_url=endpoint, skip_instance_cache=True)

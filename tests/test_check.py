@@ -247,8 +247,8 @@ def test_missing_or_truncated_shards_are_reported(world: World, tmp_path: Path):
     assert missing.trainer_error == f"OpError: {shard}; No such file or directory"
 
 
-def test_a_remote_checkpoint_is_noted_not_checked(world: World):
-    findings = run(edit(ready(world), {FINE_TUNE_CHECKPOINT: "gs://bucket/model/checkpoint/ckpt-0"}), world)
+def test_a_checkpoint_url_zoo_does_not_read_is_noted_not_checked(world: World):
+    findings = run(edit(ready(world), {FINE_TUNE_CHECKPOINT: "https://example.invalid/model/checkpoint/ckpt-0"}), world)
     assert only(findings, "checkpoint-remote").severity is Severity.NOTE
     assert not ids(findings, Severity.ERROR)
 

@@ -17,6 +17,9 @@ __version__ = "0.1.0"
 # ``zoo.fetch(...)`` callable however the process got here. zoo.fetch imports
 # only the light core (no requests, tarfile or tqdm).
 from zoo.fetch import FetchResult, fetch, fetch_many  # noqa: E402, F401 (exported)
+# The same for zoo.stage, which imports no more than zoo.fetch does (fsspec,
+# its backends and crc32c only when a model is staged).
+from zoo.stage import StageResult, stage  # noqa: E402, F401 (exported)
 
 _EXPORTS = {
     "Cache": "zoo.cache",
@@ -39,7 +42,7 @@ _EXPORTS = {
 }
 _MODULES = {"checkpoint", "config", "errors", "lockfile", "mirror"}
 
-__all__ = sorted([*_EXPORTS, *_MODULES, "FetchResult", "fetch", "fetch_many", "__version__"])
+__all__ = sorted([*_EXPORTS, *_MODULES, "FetchResult", "fetch", "fetch_many", "StageResult", "stage", "__version__"])
 
 
 def __getattr__(name: str) -> Any:

@@ -154,6 +154,17 @@ class RejectedConfigError(ZooError, ValueError):
     exit_code = 12
 
 
+class StoreAccessError(ZooError, PermissionError):
+    """An object store (or a directory) refused access, or no credentials were
+    found for it; the message names the variable to set. ``url`` is where."""
+
+    exit_code = 13
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message, path=url)
+        self.url = url
+
+
 EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -171,5 +182,6 @@ EXIT_CODES: dict[str, int] = {
         NotCachedError,
         ConfigError,
         RejectedConfigError,
+        StoreAccessError,
     )
 }

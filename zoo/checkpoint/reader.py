@@ -4,7 +4,8 @@ A checkpoint is a prefix such as ``.../checkpoint/ckpt-0``: ``<prefix>.index``
 lists every tensor (dtype, shape, shard, offset, size, masked CRC32C; see
 zoo.checkpoint.tensor_bundle) and ``<prefix>.data-NNNNN-of-MMMMM`` hold the
 bytes. Reading the index takes milliseconds and imports neither TensorFlow
-nor numpy.
+nor numpy. Every function takes a ``CheckpointPath``: a local path, or a path
+in an object store with the same methods, so one code path reads both.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import glob
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from zoo.checkpoint.tensor_bundle import BundleHeader, Malformed, TensorEntry, parse_index
 from zoo.errors import CheckpointError
@@ -25,6 +28,28 @@ _STATE_PATH = re.compile(r'^\s*model_checkpoint_path:\s*"([^"]*)"', re.MULTILINE
 _NOT_PARAMETERS = {"string", "variant", "resource"}
 
 
+class CheckpointPath(Protocol):
+    """Where checkpoint files are: a ``pathlib.Path``, or a path in an object store
+    with these same methods (zoo.config.remote's RemotePath, over fsspec), so one
+    reader finds, reads and checks checkpoints wherever they live."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def stem(self) -> str: ...
+    @property
+    def parent(self) -> CheckpointPath: ...
+    def __truediv__(self, key: Any) -> CheckpointPath: ...
+    def with_name(self, name: str) -> CheckpointPath: ...
+    def with_suffix(self, suffix: str) -> CheckpointPath: ...
+    def is_dir(self) -> bool: ...
+    def is_file(self) -> bool: ...
+    def glob(self, pattern: str) -> Iterable[CheckpointPath]: ...
+    def stat(self) -> Any: ...  # st_size is what is used
+    def read_bytes(self) -> bytes: ...
+    def read_text(self, *, errors: str | None = None) -> str: ...
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A checkpoint's index: what it holds, where, and which CRCs the bytes must have.
@@ -33,17 +58,17 @@ class Checkpoint:
     name order; ``slices`` hold the data of partitioned tensors, named after them.
     """
 
-    prefix: Path
+    prefix: CheckpointPath
     header: BundleHeader
     entries: tuple[TensorEntry, ...]
     slices: tuple[TensorEntry, ...] = ()
 
     @property
-    def index_file(self) -> Path:
+    def index_file(self) -> CheckpointPath:
         return _index_of(self.prefix)
 
     @property
-    def data_files(self) -> tuple[Path, ...]:
+    def data_files(self) -> tuple[CheckpointPath, ...]:
         count = self.header.num_shards
         return tuple(self.prefix.with_name(f"{self.prefix.name}.data-{i:05d}-of-{count:05d}") for i in range(count))
 
@@ -88,7 +113,7 @@ class Checkpoint:
 # -- finding and reading ---------------------------------------------------------------
 
 
-def resolve_prefix(path: str | Path) -> Path:
+def resolve_prefix(path: str | CheckpointPath) -> CheckpointPath:
     """The absolute prefix of the checkpoint ``path`` names, whose ``.index`` exists.
 
     ``path`` is a prefix, its ``.index``, ``.meta`` or a ``.data-*`` file, or a
@@ -96,7 +121,7 @@ def resolve_prefix(path: str | Path) -> Path:
     ``*.index``, else the same in its ``checkpoint/`` sub-directory (a TF2 zoo
     model's layout).
     """
-    given = Path(path)
+    given = Path(path) if isinstance(path, str) else path
     if given.is_dir():
         return _absolute(_prefix_in_directory(given))
     prefix = given.with_name(_SUFFIX.sub("", given.name))
@@ -113,7 +138,7 @@ def is_checkpoint_path(target: str) -> bool:
     return exists or "/" in target or bool(_SUFFIX.search(target))
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
+def read_checkpoint(path: str | CheckpointPath) -> Checkpoint:
     """Resolve ``path`` (see resolve_prefix) and read its index; no data shard is opened."""
     prefix = resolve_prefix(path)
     index = _index_of(prefix)
@@ -126,7 +151,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(prefix, header, tuple(entries), tuple(slices))
 
 
-def _prefix_in_directory(directory: Path) -> Path:
+def _prefix_in_directory(directory: CheckpointPath) -> CheckpointPath:
     state = directory / _STATE_FILE
     if state.is_file():
         return _prefix_from_state(state)
@@ -143,7 +168,7 @@ def _prefix_in_directory(directory: Path) -> Path:
     )
 
 
-def _prefix_from_state(state: Path) -> Path:
+def _prefix_from_state(state: CheckpointPath) -> CheckpointPath:
     try:
         match = _STATE_PATH.search(state.read_text(errors="replace"))
     except OSError as exc:
@@ -160,7 +185,7 @@ def _prefix_from_state(state: Path) -> Path:
                           f"({_index_of(state.parent / named)} does not exist)")  # fmt: skip
 
 
-def _no_index_message(prefix: Path) -> str:
+def _no_index_message(prefix: CheckpointPath) -> str:
     shards = sorted(p.name for p in prefix.parent.glob(f"{glob.escape(prefix.name)}.data-*"))
     if shards:
         return f"{_index_of(prefix)} is missing; only data shards are there ({', '.join(shards)})"
@@ -171,9 +196,11 @@ def _no_index_message(prefix: Path) -> str:
     return f"{prefix}: no checkpoint there ({_index_of(prefix).name} does not exist; {found})"
 
 
-def _index_of(prefix: Path) -> Path:
+def _index_of(prefix: CheckpointPath) -> CheckpointPath:
     return prefix.with_name(prefix.name + ".index")
 
 
-def _absolute(path: Path) -> Path:
+def _absolute(path: CheckpointPath) -> CheckpointPath:
+    if not isinstance(path, Path):
+        return path  # a store's key is absolute already
     return Path(os.path.abspath(path))  # normalised, but symlinks kept as the user laid them out

@@ -50,6 +50,7 @@ from zoo.fetch import FetchResult, fetch
 from zoo.fsutil import write_output
 from zoo.registry import Model, load_registry
 from zoo.settings import Settings
+from zoo.stage import stage
 
 # The checkpoint type each family's checkpoints are made for (tfod_reference.md (b)).
 TYPE_FOR_FAMILY = {"tf2-detection": "detection", "tf2-classification": "classification", "tf1-detection": "detection"}
@@ -71,6 +72,7 @@ class Request:
     batch_size: int | None = None
     num_steps: int | None = None
     model_dir: Path | None = None  # where training will write: checked, never written into the config
+    checkpoint_root: str | None = None  # stage the model here (zoo.stage) and train from the staged copy
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class Configured:
     template_text: str
     document: Document
     findings: list[Finding] = field(default_factory=list)
-    checkpoint: Path | None = None  # the prefix written as fine_tune_checkpoint
+    checkpoint: Path | str | None = None  # the prefix written as fine_tune_checkpoint (a URL when staged)
     plan: str | None = None  # what training in --model-dir will do (zoo check --model-dir's line)
     structure: str | None = None  # a path's checkpoint: what its layout says it is
 
@@ -137,6 +139,9 @@ def configure(request: Request, settings: Settings, *, cwd: Path | None = None, 
     patch its config as requested, and check the result."""
     cwd = cwd or Path.cwd()
     if is_checkpoint_path(request.name):
+        if request.checkpoint_root is not None:
+            raise UsageError(f"--checkpoint-root stages a zoo model; {request.name} is a checkpoint path "
+                             "(copy it to the store yourself and pass that config with --from)")  # fmt: skip
         return _configure_path(request, settings, cwd)
     registry = load_registry(settings.registry_files)
     model = registry.resolve(request.name)
@@ -144,10 +149,18 @@ def configure(request: Request, settings: Settings, *, cwd: Path | None = None, 
     template = _template(request, fetched)
     text = read_text(template)
     document = parse(text, str(template))
-    edits = resolve_edits(request, model, fetched, cwd)
+    checkpoint = _staged(request, model, settings, progress) or fetched.checkpoint
+    edits = resolve_edits(request, model, checkpoint, cwd)
     apply_edits(document, edits)
     findings, plan = _check(document, edits, request, settings, cwd)
-    return Configured(model, fetched, template, text, document, findings, fetched.checkpoint, plan)
+    return Configured(model, fetched, template, text, document, findings, checkpoint, plan)
+
+
+def _staged(request: Request, model: Model, settings: Settings, progress: bool) -> str | None:
+    """The remote checkpoint prefix once the model is staged at --checkpoint-root (None without it)."""
+    if request.checkpoint_root is None:
+        return None
+    return stage(model.name, request.checkpoint_root, settings=settings, progress=progress).checkpoint
 
 
 def _check(document: Document, edits: Edits, request: Request, settings: Settings, cwd: Path) -> tuple[list[Finding], str | None]:
@@ -227,11 +240,11 @@ def _template(request: Request, fetched: FetchResult) -> Path:
     return fetched.config
 
 
-def resolve_edits(request: Request, model: Model, fetched: FetchResult, cwd: Path) -> Edits:
+def resolve_edits(request: Request, model: Model, checkpoint: Path | str, cwd: Path) -> Edits:
     """Turn the request into values: absolute paths (the trainer resolves
     relative ones against wherever it is started) and num_classes from the label map."""
     checkpoint_type = request.checkpoint_type or TYPE_FOR_FAMILY.get(model.family, "detection")
-    return _edits(request, str(fetched.checkpoint), checkpoint_type, model.trainer, cwd)
+    return _edits(request, str(checkpoint), checkpoint_type, model.trainer, cwd)
 
 
 def _edits(request: Request, checkpoint: str, checkpoint_type: str, trainer: str, cwd: Path) -> Edits:

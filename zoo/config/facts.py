@@ -1,10 +1,16 @@
-"""The I/O edge of `zoo check`: look at the disk for what the config names.
+"""The I/O edge of `zoo check`: look at the disk, or the object store, for what the config names.
 
 ``gather(doc, cwd, ...)`` reads exactly what zoo.config.checks' pure rules need
 (``check_document`` runs both):
 the checkpoint's index (through zoo.checkpoint, never TensorFlow) and its own
 pipeline.config, label maps, glob matches and the model_dir's latest
 checkpoint. Nothing here decides whether something is wrong.
+
+A checkpoint or input pattern given as an fsspec URL (gs://, s3://, az:// ...)
+is looked at through ``RemotePath``, which answers the reader's questions the
+way ``pathlib.Path`` does: the same code finds the prefix, reads the index and
+pipeline.config (whole, capped) and sizes the shards (metadata only, never
+their bytes). A store that cannot be asked gives an ``Unreachable`` fact.
 """
 
 from __future__ import annotations
@@ -16,7 +22,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from zoo.cache import Cache, checked_name
-from zoo.checkpoint import Checkpoint, check_files, read_checkpoint, resolve_prefix
+from zoo.checkpoint import (
+    Checkpoint,
+    CheckpointPath,
+    check_files,
+    read_checkpoint,
+    resolve_prefix,
+)
 from zoo.config.checks import (
     FINE_TUNE_CHECKPOINT,
     TF1_DETECTION_SCOPES,
@@ -25,6 +37,7 @@ from zoo.config.checks import (
     Finding,
     LabelMapFacts,
     ModelDirFacts,
+    Unreachable,
     check,
     input_path_fields,
     is_remote,
@@ -33,9 +46,11 @@ from zoo.config.checks import (
 )
 from zoo.config.checks.model_dir import training_plan
 from zoo.config.labelmap import LabelMap, read_label_map
-from zoo.config.textproto import Document, Scalar, parse_file
+from zoo.config.remote import Stores, StoreUnreachable
+from zoo.config.textproto import Document, Scalar, parse, parse_file
 from zoo.errors import CheckpointError, ConfigError, UnknownModelError, ZooError
 from zoo.extract import find_pipeline_config
+from zoo.sources import Scheme, scheme_of
 
 _DATA = re.compile(r"\.data-\d{5}-of-\d{5}$")
 _STEP = "step/.ATTRIBUTES/VARIABLE_VALUE"  # train_loop's tf.train.Checkpoint(step=global_step, ...)
@@ -83,11 +98,15 @@ def gather(
     """Facts for ``doc`` as the trainer would see them when started in ``cwd``;
     ``label_maps`` (by absolute path) were already read by the caller, who
     should not pay for a big one twice."""
+    stores = Stores()
+    checkpoint = _checkpoint_facts(doc, cwd, cache_root, stores)
+    globs, unreachable_globs = _globs(doc, cwd, stores)
     return Facts(
         cwd=cwd,
-        checkpoint=_checkpoint_facts(doc, cwd, cache_root),
+        checkpoint=checkpoint,
         label_maps=_label_maps(doc, cwd, label_maps or {}),
-        globs=_globs(doc, cwd),
+        globs=globs,
+        unreachable_globs=unreachable_globs,
         model_dir=_model_dir(model_dir, cwd, cache_root) if model_dir is not None else None,
     )
 
@@ -95,15 +114,26 @@ def gather(
 # -- fine_tune_checkpoint ---------------------------------------------------------------
 
 
-def _checkpoint_facts(doc: Document, cwd: Path, cache_root: Path | None) -> CheckpointFacts | None:
+def _checkpoint_facts(doc: Document, cwd: Path, cache_root: Path | None, stores: Stores) -> CheckpointFacts | None:
     nodes = [n for n in doc.nodes(FINE_TUNE_CHECKPOINT) if isinstance(n, Scalar)]
     value = string_value(nodes[0]) if nodes else None
     if not value:
         return None
-    path = _absolute(value, cwd)
-    kind = _kind(value, path)
-    if kind == "remote":
-        return CheckpointFacts(value, path, kind)
+    if not _readable_here(value):
+        return CheckpointFacts(value, _absolute(value, cwd), "remote")
+    try:
+        return _checkpoint_at(value, stores.path(value) if is_remote(value) else _absolute(value, cwd), cache_root)
+    except StoreUnreachable as exc:
+        return CheckpointFacts(value, _absolute(value, cwd), "remote", unreachable=exc.problem)
+
+
+def _readable_here(value: str) -> bool:
+    """A path, or a URL fsspec reads (gs://, s3:// ...); other URLs (http://, file://) are only noted."""
+    return not is_remote(value) or scheme_of(value) is Scheme.FSSPEC
+
+
+def _checkpoint_at(value: str, path: CheckpointPath, cache_root: Path | None) -> CheckpointFacts:
+    kind = _kind(path)
     try:
         prefix = resolve_prefix(path)
     except CheckpointError as exc:
@@ -139,9 +169,7 @@ def _absolute(value: str, cwd: Path) -> Path:
     return Path(os.path.abspath(os.path.join(cwd, value)))
 
 
-def _kind(value: str, path: Path) -> str:
-    if is_remote(value):
-        return "remote"
+def _kind(path: CheckpointPath) -> str:
     if path.is_dir():
         return "directory"
     for suffix, kind in ((".index", "index"), (".meta", "meta")):
@@ -154,7 +182,7 @@ def _kind(value: str, path: Path) -> str:
     return "prefix" if path.with_name(path.name + ".index").is_file() else "missing"
 
 
-def _nearby(path: Path) -> Path | None:
+def _nearby(path: CheckpointPath) -> CheckpointPath | None:
     """A checkpoint where the user probably meant: in the directory named (a
     stale ckpt number), or in the ``checkpoint/`` beside a SavedModel."""
     directory = path if path.is_dir() else path.parent
@@ -170,7 +198,9 @@ def _nearby(path: Path) -> Path | None:
 def _named_model(value: str) -> str | None:
     """The zoo model a missing path names in one of its components, e.g.
     ``./ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8/checkpoint`` (either separator)."""
-    from zoo.registry import load_registry  # only on this miss: a found checkpoint never pays for it
+    from zoo.registry import (
+        load_registry,  # only on this miss: a found checkpoint never pays for it
+    )
 
     try:
         names = {model.name for model in load_registry()}
@@ -179,23 +209,31 @@ def _named_model(value: str) -> str | None:
     return next((part for part in re.split(r"[/\\]", value) if part in names), None)
 
 
-def _reference(prefix: Path, cache_root: Path | None) -> tuple[Document | None, Path | None, str | None, tuple[Path, ...]]:
+def _reference(
+    prefix: CheckpointPath, cache_root: Path | None
+) -> tuple[Document | None, CheckpointPath | None, str | None, tuple[CheckpointPath, ...]]:
     """The checkpoint's own pipeline.config and where it was looked for."""
     searched = _reference_candidates(prefix, cache_root)
     for candidate in searched:
         if candidate.is_file():
             try:
-                return parse_file(candidate), candidate, None, tuple(searched)
-            except ConfigError as exc:
+                return _parse_config(candidate), candidate, None, tuple(searched)
+            except (ConfigError, CheckpointError) as exc:
                 return None, candidate, str(exc), tuple(searched)
     return None, None, None, tuple(searched)
 
 
-def _reference_candidates(prefix: Path, cache_root: Path | None) -> list[Path]:
+def _parse_config(path: CheckpointPath) -> Document:
+    if isinstance(path, Path):
+        return parse_file(path)
+    return parse(path.read_text(errors="replace"), str(path))
+
+
+def _reference_candidates(prefix: CheckpointPath, cache_root: Path | None) -> list[CheckpointPath]:
     """A cached zoo model's archive config; else the zoo layout
     ``<model>/checkpoint/ckpt-0`` (config one level up), a TF1 ``model.ckpt``
     or a model_dir checkpoint (config beside it)."""
-    candidates = []
+    candidates: list[CheckpointPath] = []
     entry_dir = _cache_entry_dir(prefix, cache_root)
     if entry_dir is not None and (entry_dir / "files").is_dir():
         found = find_pipeline_config(entry_dir / "files")
@@ -207,8 +245,8 @@ def _reference_candidates(prefix: Path, cache_root: Path | None) -> list[Path]:
     return list(dict.fromkeys(candidates))
 
 
-def _cache_entry_dir(prefix: Path, cache_root: Path | None) -> Path | None:
-    if cache_root is None:
+def _cache_entry_dir(prefix: CheckpointPath, cache_root: Path | None) -> Path | None:
+    if cache_root is None or not isinstance(prefix, Path):
         return None
     models = Cache(cache_root).models_dir
     try:
@@ -219,7 +257,7 @@ def _cache_entry_dir(prefix: Path, cache_root: Path | None) -> Path | None:
     return models / name
 
 
-def _zoo_model(prefix: Path, cache_root: Path | None) -> str | None:
+def _zoo_model(prefix: CheckpointPath, cache_root: Path | None) -> str | None:
     entry_dir = _cache_entry_dir(prefix, cache_root)
     if entry_dir is None or cache_root is None:
         return None
@@ -253,14 +291,24 @@ def _label_map(path: Path) -> LabelMapFacts:
         return LabelMapFacts(path, exists=True, error=str(exc))
 
 
-def _globs(doc: Document, cwd: Path) -> dict[str, int]:
-    """Matches per local pattern; TensorFlow's glob knows * ? and [...] like Python's."""
+def _globs(doc: Document, cwd: Path, stores: Stores) -> tuple[dict[str, int], dict[str, Unreachable]]:
+    """Matches per pattern, and the remote patterns whose store could not be asked;
+    TensorFlow's glob knows * ? and [...] like Python's and fsspec's."""
     matches: dict[str, int] = {}
+    unreachable: dict[str, Unreachable] = {}
     for _, node in input_path_fields(doc):
         value = string_value(node)
-        if value and value not in matches and not is_remote(value):
-            matches[value] = len(glob.glob(str(_absolute(value, cwd))))
-    return matches
+        if not value or value in matches or value in unreachable or not _readable_here(value):
+            continue
+        try:
+            matches[value] = stores.path(value).matches() if is_remote(value) else _local_matches(value, cwd)
+        except StoreUnreachable as exc:
+            unreachable[value] = exc.problem
+    return matches, unreachable
+
+
+def _local_matches(pattern: str, cwd: Path) -> int:
+    return len(glob.glob(str(_absolute(pattern, cwd))))
 
 
 # -- model_dir ---------------------------------------------------------------------

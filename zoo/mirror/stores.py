@@ -28,6 +28,7 @@ from zoo.fsutil import (
     write_output,
     writing,
 )
+from zoo.objectstore import open_filesystem
 from zoo.sources import Scheme, local_path, scheme_of
 
 LOCK_NAME = ".zoo-mirror.lock"
@@ -115,15 +116,11 @@ class LocalStore:
 
 
 class FsspecStore:
-    """An fsspec location such as s3://bucket/prefix (the `s3` extra installs s3fs)."""
+    """An fsspec location such as s3://bucket/prefix (the `s3`, `gcs` and `azure` extras install the backends)."""
 
     def __init__(self, url: str, scratch: Path) -> None:
-        try:
-            from fsspec.core import url_to_fs
-        except ImportError:
-            raise UsageError(f"{url}: install zoo with the 's3' extra to use this mirror") from None
         self.location = url.rstrip("/")
-        self.fs, self.base = url_to_fs(self.location)
+        self.fs, self.base = open_filesystem(self.location)
         self._scratch = scratch
 
     def _path(self, relative: str) -> str:

@@ -39,6 +39,7 @@ from zoo.config.checks.common import (
     LabelMapFacts,
     ModelDirFacts,
     Severity,
+    Unreachable,
     input_path_fields,
     is_remote,
     label_map_fields,
@@ -120,6 +121,6 @@ def _model_block_finding(problem: ConfigError) -> Finding:
 
 __all__ = [
     "FINE_TUNE_CHECKPOINT", "TF1_DETECTION_SCOPES", "TRAINERS", "CheckpointFacts", "Facts", "Finding",
-    "LabelMapFacts", "ModelDirFacts", "Severity",
+    "LabelMapFacts", "ModelDirFacts", "Severity", "Unreachable",
     "check", "input_path_fields", "is_remote", "label_map_fields", "string_value", "summary",
 ]  # fmt: skip

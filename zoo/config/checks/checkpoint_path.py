@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoo.config.checks.common import (
     BAD_INDEX,
@@ -24,10 +25,15 @@ from zoo.config.checks.common import (
     Finding,
     Severity,
     first_scalar,
+    is_remote,
     path_hints,
+    unreachable_finding,
 )
 from zoo.config.checks.version_type import legacy_rules, type_rules, version_rules
 from zoo.config.textproto import Document, Scalar
+
+if TYPE_CHECKING:
+    from zoo.checkpoint import CheckpointPath
 
 
 def checkpoint_rules(doc: Document, facts: Facts, arch: str | None) -> list[Finding]:
@@ -69,10 +75,12 @@ def location_rules(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, source:
     """Is there a readable, complete checkpoint where the value points, named by its
     prefix; ``source`` is the config's file, for the command a fix suggests."""
     value, line = checkpoint.value, node.line
+    if checkpoint.unreachable is not None:
+        return [unreachable_finding(FINE_TUNE_CHECKPOINT, line, checkpoint.unreachable)]
     if checkpoint.kind == "remote":
         return [Finding("checkpoint-remote", Severity.NOTE, FINE_TUNE_CHECKPOINT, line,
-                        f"{value} is remote; zoo cannot check it from here")]  # fmt: skip
-    relative = not os.path.isabs(value)
+                        f"{value} is remote; zoo reads object stores (gs://, s3://, az:// ...), not this")]  # fmt: skip
+    relative = not os.path.isabs(value) and not is_remote(value)
     if checkpoint.prefix is None:
         return [_not_found(node, checkpoint, cwd, relative, source)]  # its hints say how relative paths resolve
     findings = []
@@ -128,7 +136,8 @@ def _not_a_prefix(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, relative
     what = {"directory": "a directory", "index": "the checkpoint's .index file",
             "data": "a data shard", "meta": "the TF1 .meta graph file"}[checkpoint.kind]  # fmt: skip
     if checkpoint.kind == "directory":
-        error = TABLE_ERROR.format(value, f"FAILED_PRECONDITION: {value}; Is a directory")
+        # An object store has no directories to refuse opening: what TF says there was not observed.
+        error = None if is_remote(value) else TABLE_ERROR.format(value, f"FAILED_PRECONDITION: {value}; Is a directory")
     elif checkpoint.kind == "index":
         # TF2: list_variables reads no variable from an .index path; TF1's reader fails
         # in a way not observed here, so no words are put in its mouth.
@@ -140,12 +149,12 @@ def _not_a_prefix(node: Scalar, checkpoint: CheckpointFacts, cwd: Path, relative
                    f'fine_tune_checkpoint: "{_styled(checkpoint.prefix, cwd, relative)}"')  # fmt: skip
 
 
-def _without_path(error: str, path: Path) -> str:
+def _without_path(error: str, path: CheckpointPath) -> str:
     """A zoo.checkpoint error without its leading path, which the message already names."""
     return error.removeprefix(f"{path}: ")
 
 
-def _styled(path: Path | None, cwd: Path, relative: bool) -> str:
+def _styled(path: CheckpointPath | None, cwd: Path, relative: bool) -> str:
     """``path`` spelled as the user spells theirs: relative stays relative."""
     if path is None:
         return ""

@@ -13,11 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.config.labelmap import LabelMap
 from zoo.config.textproto import PLACEHOLDER, Document, Scalar
 from zoo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from zoo.checkpoint import CheckpointPath
 
 # -- field paths (zoo.config.facts gathers facts for exactly these) --------------------
 
@@ -124,27 +127,37 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Unreachable:
+    """Why a remote value (gs://, s3:// ...) could not be read from here (naming
+    it), and what would let zoo read it: a package, credentials, the network."""
+
+    why: str
+    fix: str
+
+
+@dataclass(frozen=True)
 class CheckpointFacts:
-    """What is on disk where ``fine_tune_checkpoint`` points."""
+    """What is on disk, or in the object store, where ``fine_tune_checkpoint`` points."""
 
     value: str  # as written in the config (unescaped)
-    path: Path  # absolute: a relative value joined to the working directory
-    kind: str  # prefix | directory | index | data | meta | other | missing | remote
-    prefix: Path | None = None  # the checkpoint found there (resolve_prefix)
+    path: CheckpointPath  # absolute: a relative value joined to the working directory
+    kind: str  # prefix | directory | index | data | meta | other | missing | remote (not looked at)
+    prefix: CheckpointPath | None = None  # the checkpoint found there (resolve_prefix)
     error: str | None = None  # why none was found, or why its index could not be read
     shards_error: str | None = None  # a data shard missing or truncated
-    nearby: Path | None = None  # a checkpoint next to a path that names none
+    nearby: CheckpointPath | None = None  # a checkpoint next to a path that names none
     object_based: bool = False
     roots: tuple[str, ...] = ()
     model_children: tuple[str, ...] = ()
     feature_extractor_names: bool = False  # a name starts with "feature_extractor"
     detection_scopes: bool = False  # a name starts with a TF1_DETECTION_SCOPES scope
     reference: Document | None = None  # the checkpoint's own pipeline.config
-    reference_path: Path | None = None
+    reference_path: CheckpointPath | None = None
     reference_error: str | None = None
-    searched: tuple[Path, ...] = ()  # where a pipeline.config was looked for
+    searched: tuple[CheckpointPath, ...] = ()  # where a pipeline.config was looked for
     zoo_model: str | None = None  # the cached zoo model holding the checkpoint
     named_model: str | None = None  # a zoo model named by a component of a path that holds no checkpoint
+    unreachable: Unreachable | None = None  # kind "remote": why its store could not be read
 
     @property
     def readable(self) -> bool:
@@ -175,13 +188,20 @@ class Facts:
     cwd: Path
     checkpoint: CheckpointFacts | None = None
     label_maps: Mapping[str, LabelMapFacts] = field(default_factory=dict)  # by value as written
-    globs: Mapping[str, int] = field(default_factory=dict)  # matches per local pattern as written
+    globs: Mapping[str, int] = field(default_factory=dict)  # matches per pattern as written (local or remote)
+    unreachable_globs: Mapping[str, Unreachable] = field(default_factory=dict)  # remote patterns not globbed
     model_dir: ModelDirFacts | None = None
 
 
 def is_remote(value: str) -> bool:
-    """gs://, s3://, hdfs:// ...: TensorFlow reads them, we cannot check them here."""
+    """gs://, s3://, hdfs:// ...: TensorFlow reads them; zoo through fsspec, where it can."""
     return bool(_REMOTE.match(value))
+
+
+def unreachable_finding(path: str, line: int | None, problem: Unreachable) -> Finding:
+    """A remote value zoo could not read: a warning, as training may run where it can be read."""
+    return Finding("remote-unreachable", Severity.WARNING, path, line, f"not checked: {problem.why}", None,
+                   problem.fix)  # fmt: skip
 
 
 def label_map_fields(doc: Document) -> list[tuple[str, Scalar]]:
@@ -252,6 +272,8 @@ def literal(node: Scalar) -> str:
 
 
 def path_hints(value: str, cwd: Path) -> list[str]:
+    if is_remote(value):
+        return []  # a URL means the same wherever training starts
     hints = []
     if _WINDOWS_DRIVE.match(value):
         hints.append("a Windows drive path; on this machine it is a relative path")

@@ -12,6 +12,7 @@ from zoo.config.checks.common import (
     input_path_fields,
     path_hints,
     string_value,
+    unreachable_finding,
 )
 from zoo.config.textproto import Document, Message, Scalar
 
@@ -63,10 +64,12 @@ def _reader_inputs(reader: str, fields: list[tuple[str, Scalar]], facts: Facts) 
     """TensorFlow globs all patterns of a reader together and fails only when
     none matches; patterns that match nothing beside others are just skipped."""
     values = [(path, node, string_value(node)) for path, node in fields]
-    local = [(p, n, v) for p, n, v in values if v is not None and v in facts.globs]
-    if not local or any(v is None for _, _, v in values):
-        return []  # placeholders (reported) or remote patterns: nothing to conclude
-    empty = [(p, n, v) for p, n, v in local if facts.globs[v] == 0]
+    unreachable = [unreachable_finding(p, n.line, facts.unreachable_globs[v])
+                   for p, n, v in values if v in facts.unreachable_globs]  # fmt: skip
+    if any(v is None or v not in facts.globs for _, _, v in values):
+        return unreachable  # placeholders (reported) or patterns not globbed: nothing to conclude
+    globbed = [(p, n, v) for p, n, v in values if v is not None]
+    empty = [(p, n, v) for p, n, v in globbed if facts.globs[v] == 0]
     if not empty:
         return []
     path, node, _ = empty[0]
@@ -74,14 +77,14 @@ def _reader_inputs(reader: str, fields: list[tuple[str, Scalar]], facts: Facts) 
     shown = ", ".join(repr(v) for _, _, v in empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
     where = f" ({'; '.join(hints)})" if hints else ""
     verb = "matches" if len(empty) == 1 else "match"
-    if len(empty) < len(local):
+    if len(empty) < len(globbed):
         return [Finding("input-partial", Severity.WARNING, path, node.line,
                         f"{shown} {verb} no file{where}; the reader's other patterns do, so these are skipped "
                         "silently", None, "fix or remove the patterns that match nothing")]  # fmt: skip
     severity = Severity.WARNING if reader.startswith("eval") else Severity.ERROR
     job = " (read by the evaluation job)" if reader.startswith("eval") else ""
     return [Finding("input-no-match", severity, path, node.line, f"{shown} {verb} no file{where}{job}",
-                    NO_INPUT_FILES.format(_short_list([v for _, _, v in local])),
+                    NO_INPUT_FILES.format(_short_list([v for _, _, v in globbed])),
                     "write the path or glob of your TFRecord files")]  # fmt: skip
 
 

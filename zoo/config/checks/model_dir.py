@@ -17,6 +17,7 @@ from zoo.config.checks.common import (
     ModelDirFacts,
     Severity,
     first_scalar,
+    is_remote,
     string_value,
 )
 from zoo.config.textproto import Document
@@ -27,7 +28,7 @@ def model_dir_rules(doc: Document, facts: Facts) -> list[Finding]:
     if model_dir is None:
         return []
     findings = []
-    if checkpoint is not None and checkpoint.kind != "remote":
+    if checkpoint is not None and not is_remote(checkpoint.value):
         given_dir = os.path.dirname(checkpoint.value)
         if os.path.abspath(os.path.join(facts.cwd, given_dir)) == os.path.abspath(model_dir.path):
             findings.append(Finding("model-dir-is-checkpoint-dir", Severity.ERROR, FINE_TUNE_CHECKPOINT, None,
