@@ -144,7 +144,8 @@ class _Store:
 
 
 class S3Store(_Store):
-    """moto's S3 server with the bucket ``zoo-stage``."""
+    """moto's S3 server with the bucket ``zoo-stage``, empty: moto keeps its
+    buckets in the process across servers, so each new one resets them."""
 
     scheme = "s3"
 
@@ -163,7 +164,9 @@ class S3Store(_Store):
             "AWS_ENDPOINT_URL": endpoint,
         }
         import boto3
+        import requests
 
+        requests.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=30).raise_for_status()
         boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                      aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=BUCKET)  # fmt: skip
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import crc32c
@@ -29,21 +28,9 @@ STAGED = ["checkpoint/checkpoint", "checkpoint/ckpt-0.data-00000-of-00001", "che
 SHARD = "checkpoint/ckpt-0.data-00000-of-00001"
 
 
-@contextmanager
-def empty_store(kind: type[S3Store | GcsStore]) -> Iterator[S3Store | GcsStore]:
-    """A store with an empty bucket: moto keeps its buckets in the process, across servers."""
-    with kind() as running:
-        fs = running.filesystem()
-        leftovers = fs.find("zoo-stage")
-        if leftovers:
-            fs.rm(leftovers)
-        running.clear_log()
-        yield running
-
-
 @pytest.fixture(params=[S3Store, GcsStore], ids=["s3", "gcs"])
 def store(request: pytest.FixtureRequest) -> Iterator[S3Store | GcsStore]:
-    with empty_store(request.param) as running:
+    with request.param() as running:
         yield running
 
 
@@ -165,7 +152,7 @@ def test_a_marker_that_vouches_for_tampered_objects_is_not_trusted(zoo: Zoo, sto
     ids=["invalid-json", "no-format", "too-large", "hostile-path"],
 )  # fmt: skip
 def test_an_unreadable_marker_is_reported_and_the_stage_verified_again(zoo: Zoo, marker: bytes, note: str):
-    with empty_store(S3Store) as store:
+    with S3Store() as store:
         assert stage(zoo, store).returncode == 0
         store.filesystem().pipe_file(f"zoo-stage/runs/{MODEL}/{MARKER}", marker)
         store.clear_log()
@@ -177,7 +164,7 @@ def test_an_unreadable_marker_is_reported_and_the_stage_verified_again(zoo: Zoo,
 
 
 def test_a_newer_zoos_marker_is_left_alone(zoo: Zoo):
-    with empty_store(GcsStore) as store:
+    with GcsStore() as store:
         assert stage(zoo, store).returncode == 0
         store.filesystem().pipe_file(f"zoo-stage/runs/{MODEL}/{MARKER}", b'{"format": 2, "files": []}')
         store.clear_log()
@@ -209,7 +196,7 @@ def big_zoo(tmp_path: Path, server: FileServer, big_tarball: Path) -> Zoo:
 
 def test_a_stage_killed_mid_upload_claims_nothing_and_resumes_per_file(big_zoo: Zoo):
     assert big_zoo.run("fetch", MODEL).returncode == 0
-    with empty_store(S3Store) as store:
+    with S3Store() as store:
         big_zoo.env.update(store.env)
         process = big_zoo.popen("fetch", MODEL, "--to", store.url("runs"), "--jobs", "1")
         # One file at a time, in path order: once the first is in, the 48 MB shard is on its way.
@@ -246,7 +233,7 @@ def test_the_python_api_stages_and_restages_nothing(zoo: Zoo, monkeypatch: pytes
     import zoo as library
 
     settings = library.Settings.from_env(env=zoo.env)
-    with empty_store(GcsStore) as store:
+    with GcsStore() as store:
         for key, value in store.env.items():
             monkeypatch.setenv(key, value)
         first = library.stage("ssd_resnet50_v1_fpn", store.url("api") + "/", settings=settings)
@@ -314,7 +301,7 @@ def test_a_bad_destination_is_a_usage_error_before_any_download(zoo: Zoo, upstre
 
 
 def test_missing_credentials_name_the_variables_with_their_own_exit_code(zoo: Zoo):
-    with empty_store(S3Store) as store:
+    with S3Store() as store:
         env = {**store.env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
                "AWS_CONFIG_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
         result = zoo.run("fetch", MODEL, "--to", store.url("runs"), **env)
@@ -332,7 +319,7 @@ def test_a_multipart_object_is_verified_by_the_etag_computed_from_the_cache(tmp_
     source.write_bytes(os.urandom(2 * PART_SIZE + (1 << 20)))
     other = tmp_path / "other"
     other.write_bytes(source.read_bytes()[:-1] + b"\0")
-    with empty_store(S3Store) as store:
+    with S3Store() as store:
         for key, value in store.env.items():
             monkeypatch.setenv(key, value)
         target = FsspecTarget(store.url("multipart"), MODEL)
