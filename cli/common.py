@@ -66,6 +66,11 @@ RequireVerifiedOption = Annotated[
     typer.Option("--require-verified", help="Refuse bytes no pin, mirror index or server hash vouches for "
                  "(also $ZOO_REQUIRE_VERIFIED=1)."),
 ]
+ConnectionsOption = Annotated[
+    Optional[int],
+    typer.Option("--connections", metavar="N", help="Connections one download may open when its server serves byte ranges "
+                 "(1 to 64; default $ZOO_CONNECTIONS, else 8).", show_default=False),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes on stderr.")]
 ModelArgument = Annotated[
@@ -81,6 +86,7 @@ def settings_from(
     mirror_only: bool = False,
     allow_http: bool = False,
     require_verified: bool = False,
+    connections: int | None = None,
 ) -> Any:
     from zoo.settings import Settings
 
@@ -93,6 +99,7 @@ def settings_from(
         allow_http=True if allow_http else None,
         require_verified=True if require_verified else None,
         registry_files=registry or (),
+        connections=connections,  # range-checked there, as ZOO_CONNECTIONS is
     )
 
 

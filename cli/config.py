@@ -16,6 +16,7 @@ from zoo.errors import ConfigError, RejectedConfigError, UsageError
 from zoo_cli.common import (
     AllowHttpOption,
     CacheDirOption,
+    ConnectionsOption,
     JsonOption,
     MirrorOnlyOption,
     MirrorOption,
@@ -64,6 +65,7 @@ def config_command(
     mirror_only: MirrorOnlyOption = False,
     allow_http: AllowHttpOption = False,
     require_verified: RequireVerifiedOption = False,
+    connections: ConnectionsOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -77,7 +79,7 @@ def config_command(
         raise UsageError(f"--checkpoint-type must be one of {', '.join(CHECKPOINT_TYPES)}, got {checkpoint_type!r}")
     if quiet or as_json:
         logging.getLogger("zoo").setLevel(logging.ERROR)
-    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified, connections)
     request = Request(
         name, template, checkpoint_type, label_map, num_classes,
         tuple(train_records or ()), tuple(eval_records or ()), batch_size, num_steps, model_dir, checkpoint_root,

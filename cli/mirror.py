@@ -14,6 +14,7 @@ from zoo.errors import IntegrityError
 from zoo_cli.common import (
     AllowHttpOption,
     CacheDirOption,
+    ConnectionsOption,
     JsonOption,
     MirrorOnlyOption,
     MirrorOption,
@@ -50,11 +51,12 @@ def mirror_build(
     mirror_only: MirrorOnlyOption = False,
     allow_http: AllowHttpOption = False,
     require_verified: RequireVerifiedOption = False,
+    connections: ConnectionsOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Download archives and sample configs into a mirror, incrementally, with its index."""
-    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified, connections)
     if lock:
         settings, names = zoo.lockfile.with_lock(lock, settings, names or ())
     catalog = zoo.load_registry(settings.registry_files)

@@ -14,6 +14,7 @@ from zoo.errors import UsageError, ZooError
 from zoo_cli.common import (
     AllowHttpOption,
     CacheDirOption,
+    ConnectionsOption,
     JsonOption,
     MirrorOnlyOption,
     MirrorOption,
@@ -54,11 +55,12 @@ def fetch(
     mirror_only: MirrorOnlyOption = False,
     allow_http: AllowHttpOption = False,
     require_verified: RequireVerifiedOption = False,
+    connections: ConnectionsOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Download, verify and extract models; print each checkpoint prefix (fine_tune_checkpoint), or with --to the staged one."""
-    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified, connections)
     if lock:
         settings, names = zoo.lockfile.with_lock(lock, settings, names or ())
     if not names:
@@ -102,11 +104,12 @@ def lock_(
     mirror_only: MirrorOnlyOption = False,
     allow_http: AllowHttpOption = False,
     require_verified: RequireVerifiedOption = False,
+    connections: ConnectionsOption = None,
 ) -> None:
     """Pin models to their exact bytes (name, URL, sha256, size) in a lock file."""
     from zoo.fsutil import write_output
 
-    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified)
+    settings = settings_from(cache_dir, registry, mirror, offline, mirror_only, allow_http, require_verified, connections)
     if key:
         typer.echo(zoo.lockfile.lock_key(zoo.lockfile.read_lock(key, zoo.load_registry(settings.registry_files))))
         return

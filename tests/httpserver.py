@@ -4,7 +4,9 @@ It serves in-memory blobs and/or a directory tree with the validators a CDN send
 (ETag, Last-Modified, byte ranges, If-Range), records every request, and can be told
 to misbehave per path: error statuses, dropped connections, ignored or short ranges,
 hangs, corrupted bodies, other bodies (a login page), endless bodies, missing
-validators and throttled transfers. Given an ``ssl.SSLContext`` it serves over
+validators and throttled transfers (each connection on its own, like a far
+CDN edge). Faults can target the ranged requests that start at a given byte,
+and the server records how many requests for a path it answered at once. Given an ``ssl.SSLContext`` it serves over
 TLS only; ``goog_hash`` makes it send Cloud Storage's hash headers for a path.
 
     with FileServer() as server:
@@ -49,12 +51,13 @@ Fault = Union[
     tuple[Literal["serve"], bytes, Mapping[str, str]],  # a 200 with this body instead, Range ignored
     tuple[Literal["short_range"], int],  # a 206 with only this many bytes of the range asked for
     tuple[Literal["endless"]],  # the file, then zeros until the client hangs up; no Content-Length
+    tuple[Literal["headers"], Mapping[str, str]],  # the usual answer with these headers replaced, e.g. Content-Range
 ]
 
 _CHUNK = 64 * 1024
 _FAULT_ARITY = {
     "status": (2, 3), "drop_after": (2,), "ignore_range": (1,), "hang": (2,), "corrupt": (1,),
-    "serve": (3,), "short_range": (2,), "endless": (1,),
+    "serve": (3,), "short_range": (2,), "endless": (1,), "headers": (2,),
 }
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -131,8 +134,13 @@ class FileServer(ThreadingHTTPServer):
         self._content: dict[str, _Resource | None] = {}  # None hides a path, including root files
         self._stamps: dict[str, _Resource] = {}
         self._faults: defaultdict[str, deque[_Fault]] = defaultdict(deque)
+        self._range_faults: defaultdict[tuple[str, int], deque[_Fault]] = defaultdict(deque)
+        self._active: defaultdict[str, int] = defaultdict(int)
+        self._peak: defaultdict[str, int] = defaultdict(int)
+        self.connections_opened = 0
         self._rates: dict[str, float] = {}
         self._no_validators: set[str] = set()
+        self._no_ranges: set[str] = set()
         self._log: list[RequestRecord] = []
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -196,15 +204,21 @@ class FileServer(ThreadingHTTPServer):
 
     # -- misbehaviour --------------------------------------------------------------
 
-    def plan(self, path: str, faults: list[Fault]) -> None:
-        """Queue faults for `path`; each GET consumes one, in order."""
+    def plan(self, path: str, faults: list[Fault], range_start: int | None = None) -> None:
+        """Queue faults for `path`; each GET consumes one, in order. With
+        `range_start`, only GETs whose Range starts at that byte consume them
+        (before any fault queued for every GET)."""
         parsed = [_parse_fault(fault) for fault in faults]
         with self._lock:
-            self._faults[_norm(path)].extend(parsed)
+            if range_start is None:
+                self._faults[_norm(path)].extend(parsed)
+            else:
+                self._range_faults[(_norm(path), range_start)].extend(parsed)
 
     def pending_faults(self, path: str) -> int:
         with self._lock:
-            return len(self._faults[_norm(path)])
+            targeted = sum(len(q) for (where, _), q in self._range_faults.items() if where == _norm(path))
+            return len(self._faults[_norm(path)]) + targeted
 
     def throttle(self, path: str, bytes_per_second: float | None) -> None:
         """Limit body writes for `path` (applies to transfers that start afterwards)."""
@@ -223,6 +237,11 @@ class FileServer(ThreadingHTTPServer):
             raise ValueError(f"unknown x-goog-hash fields {sorted(unknown)}")
         with self._lock:
             self._goog[_norm(path)] = override
+
+    def refuse_ranges(self, path: str) -> None:
+        """Send no Accept-Ranges for `path` and answer every Range with the whole file."""
+        with self._lock:
+            self._no_ranges.add(_norm(path))
 
     def omit_validators(self, path: str) -> None:
         """Send neither ETag nor Last-Modified for `path`, like a plain dynamic server."""
@@ -248,9 +267,16 @@ class FileServer(ThreadingHTTPServer):
     def bytes_sent(self, path: str) -> int:
         return sum(record.bytes_sent for record in self.requests if record.path == _norm(path))
 
+    def peak_concurrency(self, path: str) -> int:
+        """The most GETs for `path` answered at once since the log was cleared."""
+        with self._lock:
+            return self._peak[_norm(path)]
+
     def clear_log(self) -> None:
         with self._lock:
             self._log = []
+            self._peak.clear()
+            self.connections_opened = 0
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Block until no request is being answered, e.g. after killing a client mid-download."""
@@ -264,10 +290,15 @@ class FileServer(ThreadingHTTPServer):
         with self._lock:
             self._log.append(record)
             self._in_flight += 1
+            if record.method == "GET":
+                self._active[record.path] += 1
+                self._peak[record.path] = max(self._peak[record.path], self._active[record.path])
 
-    def _end(self) -> None:
+    def _end(self, record: RequestRecord | None = None) -> None:
         with self._idle:
             self._in_flight -= 1
+            if record is not None and record.method == "GET":
+                self._active[record.path] -= 1
             self._idle.notify_all()
 
     def _update(self, record: RequestRecord, **changes: int) -> None:
@@ -275,8 +306,13 @@ class FileServer(ThreadingHTTPServer):
             for name, value in changes.items():
                 setattr(record, name, value)
 
-    def _next_fault(self, path: str) -> _Fault:
+    def _next_fault(self, path: str, range_header: str | None) -> _Fault:
+        match = _RANGE.fullmatch(range_header.strip()) if range_header else None
+        start = int(match.group(1)) if match and match.group(1) else None
         with self._lock:
+            targeted = self._range_faults.get((path, start)) if start is not None else None
+            if targeted:
+                return targeted.popleft()
             queue = self._faults[path]
             return queue.popleft() if queue else _NO_FAULT
 
@@ -302,6 +338,10 @@ class FileServer(ThreadingHTTPServer):
             raise
         finally:
             self._end()
+
+    def _ranges_refused(self, path: str) -> bool:
+        with self._lock:
+            return path in self._no_ranges
 
     def _validators_omitted(self, path: str) -> bool:
         with self._lock:
@@ -362,6 +402,7 @@ class FileServer(ThreadingHTTPServer):
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         with self._lock:
             self._connections.add(request)
+            self.connections_opened += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
@@ -406,11 +447,14 @@ class _Handler(BaseHTTPRequestHandler):
         )  # fmt: skip
         self.server._begin(record)
         try:
-            fault = _NO_FAULT if head else self.server._next_fault(path)
+            fault = _NO_FAULT if head else self.server._next_fault(path, record.range)
             if fault.kind == "hang":
                 self.server._pause(float(fault.arg or 0))
             resource = self.server._lookup(path)
-            response = _respond(fault, resource, record.range, record.if_range)
+            ranges = not self.server._ranges_refused(path)
+            response = _respond(fault, resource, record.range if ranges else None, record.if_range)
+            if not ranges:
+                response.headers.pop("Accept-Ranges", None)
             if response.status in (200, 206) and fault.kind != "serve":
                 response.headers.update(self.server._goog_headers(path, resource))
             if self.server._validators_omitted(path):
@@ -418,7 +462,7 @@ class _Handler(BaseHTTPRequestHandler):
                 response.headers.pop("Last-Modified", None)
             self._send(response, record, head)
         finally:
-            self.server._end()
+            self.server._end(record)
 
     def _send(self, response: _Response, record: RequestRecord, head: bool) -> None:
         # Logged before anything goes out, so a client holding the response always finds it in the log.
@@ -491,6 +535,8 @@ def _respond(fault: _Fault, resource: _Resource | None, range_header: str | None
         start = int(response.headers["Content-Range"].split()[1].split("-")[0])
         total = len(resource.data)
         response.headers["Content-Range"] = f"bytes {start}-{start + len(response.body) - 1}/{total}"
+    elif fault.kind == "headers":
+        response.headers.update(fault.headers)
     return response
 
 
@@ -553,6 +599,8 @@ def _parse_fault(spec: Fault) -> _Fault:
     kind = spec[0] if spec else None
     if kind not in _FAULT_ARITY or len(spec) not in _FAULT_ARITY[kind]:
         raise ValueError(f"unknown fault {spec!r}; expected one of {sorted(_FAULT_ARITY)}")
+    if kind == "headers":
+        return _Fault(kind, None, dict(spec[1]))  # type: ignore[arg-type]
     arg = spec[1] if len(spec) > 1 else None
     headers = dict(spec[2]) if len(spec) > 2 else {}  # type: ignore[misc]
     return _Fault(kind, arg, headers)  # type: ignore[arg-type]

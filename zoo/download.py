@@ -13,6 +13,12 @@ It is kept on every failure but wrong bytes, a hostile archive or a full disk.
 
 The same single pass feeds MD5 and CRC32C, so the file is checked against the
 hashes Cloud Storage sends of every object (``x-goog-hash``), resumed or not.
+
+A large file from a server that serves byte ranges comes over several
+connections at once (``zoo.segments``): the first response keeps streaming
+the first segment, workers fetch the others into the same partial file, and
+the producer hands the contiguous prefix over in order. The sidecar then
+also lists the segments on disk, so a later run fetches only the holes.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -42,11 +49,15 @@ import crc32c
 from zoo import __version__
 from zoo.errors import DiskFullError, IntegrityError, NetworkError, UnsafeArchiveError, UnverifiedError
 from zoo.fsutil import open_regular, private_dir, remove_tree, writing
+from zoo.segments import Coverage, Job, Workers, plan, sane_spans, segment_size, worth_splitting
 from zoo.settings import Settings
 from zoo.sources import FIRST_USE, SERVER, Pin, Scheme, Source, local_path, scheme_of
 
 CHUNK_SIZE = 1 << 20
 QUEUE_CHUNKS = 16  # bounds memory: at most this many chunks wait for the reader
+# How far the segments on disk may run ahead of the sidecar that lists them:
+# what a kill costs to fetch again, against a sidecar write per this many bytes.
+SIDECAR_EVERY = 4 << 20
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 ARCHIVE_HEAD = 262  # enough to see tar's "ustar" magic at offset 257
@@ -75,6 +86,7 @@ class Downloaded:
     md5: str = ""
     verified: str = FIRST_USE  # how the bytes were verified (zoo.sources PINNED ...)
     declared: Pin = Pin()  # what the server said of them, checked: x-goog-hash, stored length
+    connections: int = 1  # the most connections (or streams) the bytes came over at once
 
 
 class _Digests:
@@ -134,6 +146,14 @@ class _Cancelled(Exception):
     """The reader gave up; the producer stops."""
 
 
+class _GaveUp(Exception):
+    """A transient failure came back more than ZOO_RETRIES times in a row."""
+
+
+class _Fallback(Exception):
+    """A segment's response is not the file's bytes, or never comes: one stream takes over."""
+
+
 @dataclass(frozen=True)
 class _Failed:
     error: BaseException
@@ -150,6 +170,7 @@ class _Body:
     validator: str | None = None
     content_type: str | None = None
     declared: Pin = Pin()  # the server's own hashes of the whole file, even in a 206
+    ranges: bool = False  # the source serves byte ranges of the file
 
 
 class Transfer:
@@ -183,6 +204,8 @@ class Transfer:
         self.total: int | None = None
         self.delivered = 0
         self.declared = Pin()  # the current source's latest word on the whole file
+        self.connections = 0  # the most used at once so far
+        self.split = True  # until a source stops honouring ranges mid-way
         self.partial: _Partial  # opened by the producer, which owns it
         self._progress = progress
         self._position = position
@@ -283,7 +306,8 @@ class Transfer:
                     if len(self.sources) > 1:
                         log.warning("%s: %s; trying the next source", source.url, exc)
                     continue
-                return _verified(self.partial.finish(source.url, end), source, self.declared)
+                result = replace(self.partial.finish(source.url, end), connections=max(1, self.connections))
+                return _verified(result, source, self.declared)
         last = self.sources[-1].url if self.sources else None
         if unverified:  # a source was there, the user's policy refused it: not a network problem
             raise UnverifiedError(f"refused {self.label}: " + "; ".join(failures) +
@@ -293,9 +317,12 @@ class Transfer:
         raise NetworkError(f"could not download {self.label}: " + "; ".join(failures) + hint,
                            url=last, status=status)  # fmt: skip
 
-    def receive(self, body: _Body, chunks: Iterable[bytes]) -> int:
+    def receive(self, body: _Body, chunks: Iterable[bytes], ranges: _Ranges | None = None) -> int:
         """Take one body's bytes: each reaches the disk, then the hash and the
-        reader, exactly once. Returns the position where the body ended."""
+        reader, exactly once. Returns the position where the body ended.
+
+        With ``ranges``, the rest of the file may come over several
+        connections, ``chunks`` streaming the first segment."""
         if self.settings.require_verified and not _vouched(body):
             raise _SourceFailed("nothing vouches for its bytes (no sha256 pin, no server hash) "
                                 "and --require-verified / ZOO_REQUIRE_VERIFIED is on", unverified=True)  # fmt: skip
@@ -309,6 +336,9 @@ class Transfer:
         if body.start == 0 and self.expect_archive:
             chunks = _archive_checked(body, chunks)
         self.partial.replay(self.delivered, body.start, self.emit)
+        if ranges is not None and self._splits(body):
+            return self._receive_segments(body, iter(chunks), ranges)
+        self.connections = max(self.connections, 1)
         position = body.start
         for chunk in chunks:
             self._check_limit(body, position + len(chunk))
@@ -318,10 +348,75 @@ class Transfer:
         return position
 
     def emit(self, chunk: bytes) -> None:
+        self._bar.update(len(chunk))
+        self._pass_on(chunk)
+
+    def _pass_on(self, chunk: bytes) -> None:
         if chunk:
             self.delivered += len(chunk)
-            self._bar.update(len(chunk))
             self._put(chunk)
+
+    def _splits(self, body: _Body) -> bool:
+        """Whether the rest of ``body``'s file comes over several connections:
+        the server serves ranges of a file of known size, If-Range or a pin
+        makes asking for them safe, and enough is left to fetch (or segments
+        on disk are worth keeping)."""
+        if not (self.split and body.ranges and body.total is not None and self.delivered == body.start < body.total):
+            return False
+        if not _strong(body.validator) and body.pin.sha256 is None:
+            return False
+        return bool(self.partial.done) or worth_splitting(body.total - body.start, self.settings.connections)
+
+    def _receive_segments(self, body: _Body, chunks: Iterator[bytes], ranges: _Ranges) -> int:
+        """The rest of the file over several connections, handed over in order.
+        A response that is not the file's bytes ends the split: the partial is
+        cut back to what was handed over, and one stream continues from there."""
+        assert body.total is not None
+        coverage = Coverage([(0, body.start), *self.partial.segments(body.total)])
+        holes = coverage.holes(body.start, body.total)
+        size = segment_size(sum(end - start for start, end in holes), self.settings.connections)
+        jobs = [Job(start, end) for start, end in plan(holes, size)]
+        # The first bytes are checked here (an archive, not a login page?)
+        # before the response becomes the first segment's.
+        jobs[0].opened = ranges.continuing(next(chunks, b""), chunks)
+        self.partial.record(body, coverage.spans())
+        workers = Workers(jobs, self.settings.connections, connect=ranges.connect, fetch=ranges.fetch,
+                          sink=self.partial.write_at, coverage=coverage, name=self._thread.name)  # fmt: skip
+        try:
+            with workers:
+                self._hand_over(body, body.total, coverage, workers)
+        except _Fallback as exc:
+            self.split = False
+            self.partial.cut(self.delivered)
+            raise _Retry(f"{exc}; continuing over one connection from byte {self.delivered}", wait=0) from None
+        finally:
+            self.connections = max(self.connections, workers.most)
+        return body.total
+
+    def _hand_over(self, body: _Body, total: int, coverage: Coverage, workers: Workers) -> None:
+        """Pass the contiguous prefix on as it grows, read back once; keep the
+        sidecar within SIDECAR_EVERY of what is on disk."""
+        shown = recorded = coverage.covered()
+        self._bar.update(shown - self.delivered)
+        try:
+            while self.delivered < total:
+                frontier = coverage.wait_beyond(self.delivered, timeout=0.1)
+                if coverage.failure is not None:
+                    raise coverage.failure
+                if self._cancel.is_set():
+                    raise _Cancelled
+                covered = coverage.covered()
+                self._check_space(total, covered)
+                self._bar.update(covered - shown)
+                self._bar.set_postfix_str(f"{workers.live} conns", refresh=False)
+                shown = covered
+                self.partial.replay(self.delivered, min(frontier, self.delivered + SIDECAR_EVERY), self._pass_on)
+                if covered - recorded >= SIDECAR_EVERY:
+                    self.partial.record(body, coverage.spans())
+                    recorded = covered
+        finally:
+            if self.delivered < total:
+                self.partial.record(body, coverage.spans())
 
     def _check_limit(self, body: _Body, end: int) -> None:
         """Stop at the pinned or declared size, or at ZOO_MAX_DOWNLOAD when neither is known."""
@@ -366,8 +461,9 @@ class _Partial:
                 self._fd: int | None = open_regular(path, os.O_RDWR)
             except FileNotFoundError:
                 self._fd = None
-        self.size = os.fstat(self._fd).st_size if self._fd is not None else 0
-        self.meta = self._read_sidecar() if self.size else {}
+        length = os.fstat(self._fd).st_size if self._fd is not None else 0
+        # ``size``: the prefix the sidecar vouches for; ``done``: segments past it.
+        self.meta, self.size, self.done = _on_disk(self._read_sidecar() if length else {}, length)
         self.hasher = _Digests()
         self._origin: _Body | None = None
 
@@ -382,7 +478,7 @@ class _Partial:
     def resume_headers(self, pin: Pin) -> dict[str, str]:
         """Range headers to continue what is on disk, when that is safe: its
         bytes came under the same pin, or the server confirms their validator."""
-        if not self.size:
+        if not self.size and not self.done:
             return {}
         if pin.sha256 is not None and self.meta.get("sha256") == pin.sha256:
             return {"Range": f"bytes={self.size}-"}
@@ -397,6 +493,33 @@ class _Partial:
     def forget(self) -> None:
         """Ask for the whole file next time; the bytes stay until others replace them."""
         self.meta = {}
+        self.done = []
+
+    def forget_segments(self) -> None:
+        """The segments on disk belong to another file than the one now arriving."""
+        self.done = []
+
+    def segments(self, total: int) -> list[tuple[int, int]]:
+        return [(start, min(end, total)) for start, end in self.done if start < total]
+
+    def record(self, body: _Body, done: list[list[int]]) -> None:
+        """Vouch for the ``done`` spans of ``body``'s file: call only once their bytes are written."""
+        with writing(self.path):
+            self._file()  # opened here, before workers share it
+        self._record(body, done)
+
+    def write_at(self, position: int, data: bytes) -> None:
+        """A segment's bytes; a worker's, so ``size`` and the hashes stay the producer's."""
+        with writing(self.path):
+            _pwrite(self._file(), data, position)
+
+    def cut(self, position: int) -> None:
+        """Back to a single stream: keep only the ``position`` bytes handed over."""
+        with writing(self.path):
+            os.ftruncate(self._file(), position)
+        self.size, self.done = position, []
+        if self._origin is not None:
+            self._record(self._origin)
 
     def replay(self, start: int, end: int, emit: Callable[[bytes], None]) -> None:
         """Hand over bytes an earlier process left on disk: the one read they get."""
@@ -443,24 +566,29 @@ class _Partial:
     def _write(self, body: _Body, position: int, data: bytes) -> None:
         with writing(self.path):
             fd = self._file()
-            if position < self.size:
-                # A new file from here on: cut the old bytes before the sidecar
-                # vouches for what follows, so a crash never mixes the two.
-                os.ftruncate(fd, position)
             if body is not self._origin:
+                # A new response from here on: cut what follows on disk (an old
+                # file, segments of another run) before the sidecar vouches for
+                # these bytes, so a crash never mixes the two.
+                os.ftruncate(fd, position)
+                self.done = []
                 self._record(body)
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(fd, view, position)
-                view, position = view[written:], position + written
-        self.size = position
+            self.size = _pwrite(fd, data, position)
 
-    def _record(self, body: _Body) -> None:
+    def _record(self, body: _Body, done: list[list[int]] | None = None) -> None:
         self.meta = {"url": body.url, "validator": body.validator, "total": body.total, "sha256": body.pin.sha256}
+        # A partial with holes keeps what identifies its file under "segments":
+        # a zoo that predates them, finding no validator, starts over instead
+        # of taking the file's length for the bytes it holds.
+        if done is None:
+            written: dict[str, Any] = self.meta
+        else:
+            written = {"url": body.url, "total": body.total, "segments": {
+                "validator": body.validator, "sha256": body.pin.sha256, "done": done}}  # fmt: skip
         with writing(self.sidecar):
             fd = open_regular(self.sidecar, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             with os.fdopen(fd, "w") as handle:
-                json.dump(self.meta, handle)
+                json.dump(written, handle)
         self._origin = body
 
     def _read_sidecar(self) -> dict[str, Any]:
@@ -475,6 +603,31 @@ class _Partial:
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
+
+
+def _on_disk(meta: dict[str, Any], length: int) -> tuple[dict[str, Any], int, list[tuple[int, int]]]:
+    """What a sidecar vouches for in a partial of ``length`` bytes: its file's
+    identity, the prefix, and the segments past it. A single stream's sidecar
+    vouches for the whole file; one whose segments do not make sense, for nothing."""
+    segments = meta.get("segments")
+    if segments is None:
+        return meta, length, []
+    spans = segments.get("done") if isinstance(segments, dict) else None
+    if not sane_spans(spans, length):
+        return {}, 0, []
+    identity = {"url": meta.get("url"), "total": meta.get("total"),
+                "validator": segments.get("validator"), "sha256": segments.get("sha256")}  # fmt: skip
+    prefix = spans[0][1] if spans and spans[0][0] == 0 else 0
+    return identity, prefix, [(start, end) for start, end in spans if start > 0]
+
+
+def _pwrite(fd: int, data: bytes, position: int) -> int:
+    """Write all of ``data`` at ``position``; returns where it ends."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        view, position = view[written:], position + written
+    return position
 
 
 def _reader_for(url: str) -> type[_Reader]:
@@ -500,40 +653,20 @@ class _HttpSource(_Reader):
     """Resumable: Range requests from what is on disk, retried with backoff."""
 
     def run(self) -> int:
-        settings = self.transfer.settings
-        failures_in_a_row = 0
-        with _session(settings) as session:
-            while True:
-                before = self.transfer.delivered
-                try:
-                    return self._attempt(session)
-                except _Retry as exc:
-                    failures_in_a_row = 0 if self.transfer.delivered > before else failures_in_a_row + 1
-                    if failures_in_a_row > settings.retries:
-                        raise _SourceFailed(f"{exc} (gave up after {settings.retries} retries)") from None
-                    delay = exc.wait if exc.wait is not None else _backoff(settings, failures_in_a_row)
-                    log.warning("%s: %s; retrying in %.1f s", self.url, exc, delay)
-                    time.sleep(delay)
+        with _session(self.transfer.settings) as session:
+            try:
+                return _retrying(self.transfer.settings, self.url, lambda: self._attempt(session),
+                                 lambda: self.transfer.delivered)  # fmt: skip
+            except _GaveUp as exc:
+                raise _SourceFailed(str(exc)) from None
 
     def _attempt(self, session: Any) -> int:
-        import requests
-
-        settings = self.transfer.settings
         headers = {"Accept-Encoding": "identity", **self.transfer.partial.resume_headers(self.pin)}
-        timeout = (settings.connect_timeout, settings.read_timeout)
-        try:
-            response = session.get(self.url, headers=headers, stream=True, timeout=timeout, verify=settings.verify)
-        except requests.exceptions.InvalidURL as exc:
-            raise _SourceFailed(f"invalid URL: {exc}") from None
-        except requests.exceptions.SSLError as exc:  # the same certificate next time: not retried
-            raise _SourceFailed(_tls_failure(self.url, exc)) from None
-        except requests.exceptions.RequestException as exc:
-            if _unresolvable(exc):  # permanent here: retrying only costs the backoff
-                raise _SourceFailed(f"{_reason(exc)} (the host name does not resolve)", unresolved=True) from None
-            raise _Retry(_reason(exc)) from None
+        response = _get(session, self.url, headers, self.transfer.settings)
         with response:
             body = self._body(response, self.transfer.partial.size if "Range" in headers else 0)
-            end = self.transfer.receive(body, self._chunks(response, body.start))
+            chunks = _response_chunks(response, body.start)
+            end = self.transfer.receive(body, chunks, _HttpRanges(self, body, response))
         if body.total is not None and end < body.total:
             raise _Retry(f"connection closed at byte {end} of {body.total}")
         return end
@@ -549,27 +682,177 @@ class _HttpSource(_Reader):
         validator = headers.get("ETag") or headers.get("Last-Modified")
         content_type = headers.get("Content-Type")
         declared = _server_hashes(headers)
+        ranges = status == 206 or headers.get("Accept-Ranges", "").strip().lower() == "bytes"
         if status == 200:  # the whole file: no Range asked, or If-Range saw another file
-            return _Body(self.url, self.pin, 0, _content_length(headers), validator, content_type, declared)
+            self.transfer.partial.forget_segments()
+            total = _content_length(headers)
+            return _Body(self.url, self.pin, 0, total, validator, content_type, declared, ranges)
         span = _content_range(headers) if status == 206 else None
         if span is not None and span[0] == asked and self.transfer.partial.fits(span[1]):
-            return _Body(self.url, self.pin, asked, span[1], validator, content_type, declared)
+            return _Body(self.url, self.pin, asked, span[1], validator, content_type, declared, ranges)
         # 416, or a 206 that starts elsewhere or belongs to a file of another size.
         self.transfer.partial.forget()
         raise _Retry(f"HTTP {status}: the partial download does not fit; asking for the whole file", wait=0)
 
-    def _chunks(self, response: Any, position: int) -> Iterator[bytes]:
-        import requests
-        import urllib3
+
+class _Ranges:
+    """Byte ranges of the file a first body began, fetched by workers. A
+    response that is not the asked bytes of that very file, or a range that
+    keeps failing, ends the split (``_Fallback``)."""
+
+    def __init__(self, url: str, settings: Settings, total: int | None) -> None:
+        self.url = url
+        self.settings = settings
+        self.total = total
+
+    def continuing(self, head: bytes, rest: Iterator[bytes]) -> Generator[bytes, None, None]:
+        """The first body's bytes, released once the first segment has its share."""
+        try:
+            yield head
+            yield from rest
+        finally:
+            self.release_first()
+
+    def release_first(self) -> None:
+        pass
+
+    def connect(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def fetch(self, connection: Any, job: Job, workers: Workers) -> None:
+        def attempt() -> None:
+            first, job.opened = job.opened, None
+            for chunk in first or self.request(connection, job):
+                room = job.end - job.position
+                # Read on to the response's end, so its connection serves the
+                # next range, unless it goes past the segment: the first
+                # response runs on to the end of the file, a range should not.
+                if workers.write(job, chunk) and (first is not None or len(chunk) > room):
+                    break
+            if job.position < job.end:
+                raise _Retry(f"connection closed at byte {job.position}, segment {job.describe()}")
 
         try:
-            # read1 hands over whatever arrived, so a connection that drops
-            # mid-chunk still leaves its bytes on disk for the resume.
-            while chunk := response.raw.read1(CHUNK_SIZE, decode_content=False):
-                position += len(chunk)
-                yield chunk
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise _Retry(f"connection lost at byte {position}: {_reason(exc)}") from None
+            _retrying(self.settings, self.url, attempt, lambda: job.position, workers.pause)
+        except (_GaveUp, _SourceFailed) as exc:
+            raise _Fallback(f"{job.describe()}: {exc}") from None
+
+    def request(self, connection: Any, job: Job) -> Iterator[bytes]:
+        """The bytes from ``job.position`` on, at most to ``job.end``."""
+        raise NotImplementedError
+
+
+class _HttpRanges(_Ranges):
+    """Over a session per worker, each range asked with If-Range (or, for a
+    pinned file without a validator, without)."""
+
+    def __init__(self, source: _HttpSource, body: _Body, response: Any) -> None:
+        super().__init__(source.url, source.transfer.settings, body.total)
+        self.validator = body.validator if _strong(body.validator) else None
+        self._first = response
+
+    def release_first(self) -> None:
+        self._first.close()
+
+    def connect(self) -> AbstractContextManager[Any]:
+        return _session(self.settings)
+
+    def request(self, connection: Any, job: Job) -> Iterator[bytes]:
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={job.position}-{job.end - 1}"}
+        if self.validator is not None:
+            headers["If-Range"] = self.validator
+        response = _get(connection, self.url, headers, self.settings)
+        with response:
+            status = response.status_code
+            if status == 429 or status >= 500:
+                raise _Retry(f"HTTP {status} {response.reason}", wait=_retry_after(response))
+            span = _content_range(response.headers) if status == 206 else None
+            if span != (job.position, self.total):
+                got = " ".join(filter(None, (str(status), response.headers.get("Content-Range"))))
+                raise _Fallback(f"HTTP {got} to a request for {job.describe()} of {self.total}")
+            yield from _response_chunks(response, job.position)
+
+
+class _ObjectRanges(_Ranges):
+    """Through fsspec, whose file systems serve threads at once."""
+
+    def __init__(self, source: _FsspecSource, total: int | None) -> None:
+        super().__init__(source.url, source.transfer.settings, total)
+        self.fs, self.path = source.fs, source.path
+
+    def request(self, connection: Any, job: Job) -> Iterator[bytes]:
+        position = job.position
+        while position < job.end:
+            end = min(position + CHUNK_SIZE, job.end)
+            try:
+                block = self.fs.cat_file(self.path, start=position, end=end)
+            except FileNotFoundError:
+                raise _Fallback("the object is gone") from None
+            except Exception as exc:  # noqa: BLE001 - fsspec backends raise their own types
+                raise _Retry(f"cannot read {job.describe()}: {_describe(exc)}") from None
+            if not block:
+                return
+            position += len(block)
+            yield block
+
+
+def _retrying(
+    settings: Settings,
+    url: str,
+    attempt: Callable[[], Any],
+    progress: Callable[[], int],
+    pause: Callable[[float], None] = time.sleep,
+) -> Any:
+    """``attempt`` until it succeeds, retrying a ``_Retry`` with backoff; an
+    attempt that made ``progress`` resets the budget of ZOO_RETRIES."""
+    failures_in_a_row = 0
+    while True:
+        before = progress()
+        try:
+            return attempt()
+        except _Retry as exc:
+            failures_in_a_row = 0 if progress() > before else failures_in_a_row + 1
+            if failures_in_a_row > settings.retries:
+                raise _GaveUp(f"{exc} (gave up after {settings.retries} retries)") from None
+            delay = exc.wait if exc.wait is not None else _backoff(settings, failures_in_a_row)
+            log.warning("%s: %s; retrying in %.1f s", url, exc, delay)
+            pause(delay)
+
+
+def _get(session: Any, url: str, headers: dict[str, str], settings: Settings) -> Any:
+    """The response to a streamed GET; what may pass on retry is a ``_Retry``."""
+    import requests
+
+    timeout = (settings.connect_timeout, settings.read_timeout)
+    try:
+        return session.get(url, headers=headers, stream=True, timeout=timeout, verify=settings.verify)
+    except requests.exceptions.InvalidURL as exc:
+        raise _SourceFailed(f"invalid URL: {exc}") from None
+    except requests.exceptions.SSLError as exc:  # the same certificate next time: not retried
+        raise _SourceFailed(_tls_failure(url, exc)) from None
+    except requests.exceptions.RequestException as exc:
+        if _unresolvable(exc):  # permanent here: retrying only costs the backoff
+            raise _SourceFailed(f"{_reason(exc)} (the host name does not resolve)", unresolved=True) from None
+        raise _Retry(_reason(exc)) from None
+
+
+def _response_chunks(response: Any, position: int) -> Iterator[bytes]:
+    import requests
+    import urllib3
+
+    try:
+        # read1 hands over whatever arrived, so a connection that drops
+        # mid-chunk still leaves its bytes on disk for the resume.
+        while chunk := response.raw.read1(CHUNK_SIZE, decode_content=False):
+            position += len(chunk)
+            yield chunk
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _Retry(f"connection lost at byte {position}: {_reason(exc)}") from None
+
+
+def _strong(validator: str | None) -> bool:
+    """Whether If-Range can use ``validator``: a weak ETag never matches there."""
+    return validator is not None and validator != "" and not validator.startswith("W/")
 
 
 class _StreamSource(_Reader):
@@ -583,9 +866,11 @@ class _StreamSource(_Reader):
 
     def run(self) -> int:
         reader, total = self.open()
+        ranges = self.ranges(total)
+        body = _Body(self.url, self.pin, total=total, ranges=ranges is not None)
         with reader:
             try:
-                end = self.transfer.receive(_Body(self.url, self.pin, total=total), self._chunks(reader))
+                end = self.transfer.receive(body, self._chunks(reader), ranges)
             except _Retry as exc:  # a file read again says the same
                 raise _SourceFailed(str(exc)) from None
         if total is not None and end < total:
@@ -601,6 +886,10 @@ class _StreamSource(_Reader):
 
     def open(self) -> tuple[IO[bytes], int | None]:
         raise NotImplementedError
+
+    def ranges(self, total: int | None) -> _Ranges | None:
+        """How workers read other parts of the file at once; None: one stream only."""
+        return None
 
 
 class _LocalSource(_StreamSource):
@@ -623,6 +912,8 @@ class _LocalSource(_StreamSource):
 
 class _FsspecSource(_StreamSource):
     read_errors = (Exception,)  # fsspec backends raise their own types
+    fs: Any
+    path: str
 
     def open(self) -> tuple[IO[bytes], int | None]:
         try:
@@ -630,13 +921,16 @@ class _FsspecSource(_StreamSource):
         except ImportError:
             raise _SourceFailed("install zoo with the 's3' extra to read this mirror") from None
         try:
-            fs, path = url_to_fs(self.url)
-            size = int(fs.info(path)["size"])
-            return fs.open(path, "rb", block_size=CHUNK_SIZE * 4), size
+            self.fs, self.path = url_to_fs(self.url)
+            size = int(self.fs.info(self.path)["size"])
+            return self.fs.open(self.path, "rb", block_size=CHUNK_SIZE * 4), size
         except FileNotFoundError:
             raise _SourceFailed("no such object") from None
         except Exception as exc:  # noqa: BLE001 - fsspec backends raise their own types
             raise _SourceFailed(_describe(exc)) from None
+
+    def ranges(self, total: int | None) -> _Ranges | None:
+        return _ObjectRanges(self, total)
 
 
 def _archive_checked(body: _Body, chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -737,6 +1031,9 @@ class _NoBar:
         pass
 
     def update(self, count: int) -> None:
+        pass
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
         pass
 
 

@@ -30,9 +30,11 @@ class FetchResult:
     size: int
     url: str
     from_cache: bool
+    # The most connections the archive came over at once; 0 when nothing was downloaded.
+    connections: int = 0
 
     @classmethod
-    def from_entry(cls, entry: Entry, from_cache: bool) -> FetchResult:
+    def from_entry(cls, entry: Entry, from_cache: bool, connections: int = 0) -> FetchResult:
         return cls(
             name=entry.name,
             checkpoint=entry.checkpoint_path,
@@ -43,6 +45,7 @@ class FetchResult:
             size=entry.size,
             url=entry.url,
             from_cache=from_cache,
+            connections=connections,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,5 +115,7 @@ def fetch(
     # so a cache hit stays a few milliseconds.
     from zoo.install import install
 
-    entry, installed = install(model, cache, pin, settings, progress, position)
-    return FetchResult.from_entry(entry, from_cache=not installed)
+    entry, got = install(model, cache, pin, settings, progress, position)
+    if got is None:
+        return FetchResult.from_entry(entry, from_cache=True)
+    return FetchResult.from_entry(entry, from_cache=False, connections=got.connections)

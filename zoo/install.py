@@ -10,7 +10,7 @@ from pathlib import Path
 
 from zoo.cache import Action, Cache, Entry, decide, now
 from zoo.checkpoint import verify_checkpoint
-from zoo.download import Transfer, download
+from zoo.download import Downloaded, Transfer, download
 from zoo.errors import IntegrityError, NetworkError, OfflineMissError, UsageError, UnverifiedError
 from zoo.extract import extract_stream, find_checkpoint, find_pipeline_config
 from zoo.fsutil import writing
@@ -27,17 +27,17 @@ SAMPLE_CONFIG_RETRIES = 1
 
 def install(
     model: Model, cache: Cache, pin: Pin, settings: Settings, progress: bool, position: int
-) -> tuple[Entry, bool]:
-    """The model's entry, and whether this call installed it (False: another
-    process finished it while this one waited for the lock)."""
+) -> tuple[Entry, Downloaded | None]:
+    """The model's entry, and the download this call installed it from (None:
+    another process finished it while this one waited for the lock)."""
     sources = plan_sources(model.url, pin, settings)
     if decide(None, pin, sources) is Action.OFFLINE_MISS:
         raise _no_source(model, settings)
     with cache.lock(model.name):
         entry = cache.serving(model.name, pin)  # another process may have installed it meanwhile
         if entry is not None:
-            return entry, False
-        return _install(model, cache, sources, settings, progress, position), True
+            return entry, None
+        return _install(model, cache, sources, settings, progress, position)
 
 
 def _no_source(model: Model, settings: Settings) -> UsageError | OfflineMissError:
@@ -58,7 +58,7 @@ def _install(
     settings: Settings,
     progress: bool,
     position: int,
-) -> Entry:
+) -> tuple[Entry, Downloaded]:
     archive_name = Path(model.url).name
     with cache.staging(model.name) as staged:
         with Transfer(
@@ -90,7 +90,7 @@ def _install(
             directory=cache.entry_dir(model.name),
             verified=got.verified,
         )
-        return cache.publish(staged, entry)
+        return cache.publish(staged, entry), got
 
 
 def _verified_checkpoint(model: Model, files: Path) -> Path:

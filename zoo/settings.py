@@ -17,6 +17,9 @@ SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
 LOCK_MODES = ("auto", "flock", "none")
+# Parallel ranged connections per download (ZOO_CONNECTIONS, --connections).
+DEFAULT_CONNECTIONS = 8
+MAX_CONNECTIONS = 64
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class Settings:
     # 127.0.0.1 without DNS. ((host:port, address:port), ...).
     host_map: tuple[tuple[str, str], ...] = ()
     locks: LockPolicy = LockPolicy()
+    # Connections one download may open when its source serves byte ranges.
+    connections: int = DEFAULT_CONNECTIONS
 
     @property
     def verify(self) -> str | bool:
@@ -90,6 +95,7 @@ class Settings:
         registry_files: Iterable[Path | str] = (),
         allow_http: bool | None = None,
         require_verified: bool | None = None,
+        connections: int | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """Build settings from arguments, falling back on ZOO_* variables.
@@ -122,6 +128,7 @@ class Settings:
             ca_bundle=next((env[name] for name in CA_BUNDLE_VARIABLES if env.get(name)), None),
             host_map=_host_map(env.get("ZOO_TEST_HOST_MAP", "")),
             locks=lock_policy(env),
+            connections=_connections(env) if connections is None else _checked_connections(connections),
         )
 
 
@@ -143,6 +150,16 @@ def _host_map(value: str) -> tuple[tuple[str, str], ...]:
     if any(len(pair) != 2 or any(":" not in side for side in pair) for pair in pairs):
         raise UsageError(f"ZOO_TEST_HOST_MAP={value!r}: expected host:port=address:port,...")
     return pairs  # type: ignore[return-value]
+
+
+def _connections(env: Mapping[str, str]) -> int:
+    return int(_number(env, "ZOO_CONNECTIONS", DEFAULT_CONNECTIONS, low=1, high=MAX_CONNECTIONS, whole=True))
+
+
+def _checked_connections(count: int) -> int:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CONNECTIONS:
+        raise UsageError(f"--connections {count!r} is not a whole number from 1 to {MAX_CONNECTIONS}")
+    return count
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
