@@ -98,7 +98,12 @@ def test_completion_offers_model_names_and_aliases_without_the_download_stack(zo
 
 
 def test_install_completion_is_offered(zoo: Zoo):
-    shown = zoo.run("--show-completion", "bash", SHELL="/bin/bash")
+    # Typer asks which shell started zoo (shellingham walks the parent
+    # processes), so zoo runs from bash, as a user's terminal would start it;
+    # "; exit" keeps bash from exec-ing zoo in its own place.
+    command = subprocess.list2cmdline(zoo.command("--show-completion"))
+    shown = subprocess.run(["bash", "-c", f"{command}; exit $?"], env={**zoo.env, "SHELL": "/bin/bash"},
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert shown.returncode == 0 and "_ZOO_COMPLETE=complete_bash" in shown.stdout, shown.stderr
 
 

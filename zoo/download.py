@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 import crc32c
 
 from zoo import __version__
-from zoo.errors import DiskFullError, IntegrityError, NetworkError, UnsafeArchiveError, UnverifiedError
+from zoo.errors import DiskFullError, IntegrityError, NetworkError, UnsafeArchiveError, UnverifiedError, ZooError
 from zoo.fsutil import open_regular, private_dir, remove_tree, writing
 from zoo.segments import Coverage, Job, Workers, plan, sane_spans, segment_size, worth_splitting
 from zoo.settings import Settings
@@ -916,12 +916,13 @@ class _FsspecSource(_StreamSource):
     path: str
 
     def open(self) -> tuple[IO[bytes], int | None]:
+        from zoo.objectstore import open_filesystem
+
         try:
-            from fsspec.core import url_to_fs
-        except ImportError:
-            raise _SourceFailed("install zoo with the 's3' extra to read this mirror") from None
+            self.fs, self.path = open_filesystem(self.url)  # a missing backend names its pip extra
+        except ZooError as exc:
+            raise _SourceFailed(str(exc)) from None
         try:
-            self.fs, self.path = url_to_fs(self.url)
             size = int(self.fs.info(self.path)["size"])
             return self.fs.open(self.path, "rb", block_size=CHUNK_SIZE * 4), size
         except FileNotFoundError:
