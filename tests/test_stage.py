@@ -337,3 +337,46 @@ def test_checkpoint_root_stages_zoo_models_not_checkpoint_paths(zoo: Zoo):
     (line,) = refused.stderr.splitlines()
     assert line == (f"zoo: error: --checkpoint-root stages a zoo model; {prefix} is a checkpoint path "
                     "(copy it to the store yourself and pass that config with --from)")  # fmt: skip
+
+
+# -- the README's commands ----------------------------------------------------------------
+
+
+def readme_block(heading: str) -> str:
+    """The first ```sh block below ``heading`` in the README."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index(heading):]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.timeout(300)
+def test_the_readme_tpu_commands_run_against_cloud_storage(zoo: Zoo, tmp_path: Path):
+    """Every `zoo` line of "Staging a model in an object store", with the GCS
+    emulator's bucket for gs://my-bucket; a line that is not a command is the
+    output the command before it prints."""
+    import shlex
+
+    block = readme_block("### Staging a model in an object store")
+    with GcsStore() as store:
+        block = block.replace("gs://my-bucket", store.url())
+        fs = store.filesystem()
+        for name in ("train-00000-of-00002", "train-00001-of-00002", "val.tfrecord"):
+            fs.pipe_file(f"zoo-stage/data/{name}", b"records")
+        (tmp_path / "label_map.pbtxt").write_text('item { id: 1 name: "cat" }\nitem { id: 2 name: "dog" }\n')
+        commands = 0
+        previous: subprocess.CompletedProcess[str] | None = None
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#", 1)[0].strip() if line.startswith("pip ") else line.strip()
+            if line.startswith("pip "):
+                continue  # the test environment has the extra installed
+            if not line.startswith("zoo "):
+                assert previous is not None and previous.stdout.strip() == line, (line, previous)
+                continue
+            previous = subprocess.run(zoo.command(*shlex.split(line)[1:]), cwd=tmp_path, env={**zoo.env, **store.env},
+                                      capture_output=True, text=True, timeout=240)  # fmt: skip
+            assert previous.returncode == 0, (line, previous.stderr)
+            commands += 1
+        assert commands == 3
+        assert "remote-unreachable" not in previous.stdout + previous.stderr, previous.stdout + previous.stderr
+        written = parse_file(tmp_path / "pipeline.config")
+        assert written.get("train_config.fine_tune_checkpoint") == store.url(f"zoo/{MODEL}/checkpoint/ckpt-0")
