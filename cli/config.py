@@ -114,7 +114,7 @@ def config_command(
 @app.command("check")
 def check_command(
     config: Annotated[Path, typer.Argument(help="Pipeline config to check.", metavar="CONFIG", show_default=False)],
-    model_dir: Annotated[Optional[Path], typer.Option("--model-dir", metavar="DIR", help="The model_dir training will write to: checked for a clash with the checkpoint and for resumption.")] = None,
+    model_dir: Annotated[Optional[str], typer.Option("--model-dir", metavar="DIR|URL", help="The model_dir training will write to (a directory, or gs://... on a TPU): checked for a clash with the checkpoint and for resumption.")] = None,
     trainer: Annotated[Optional[str], typer.Option("--trainer", metavar="tf1|tf2", help="The trainer the config is for (default: tf1 when its feature extractor exists only in TF1, else tf2).")] = None,
     env: Annotated[bool, typer.Option("--env", help="Also check the Python environment the trainer runs in, as `zoo doctor` does.")] = False,
     cache_dir: CacheDirOption = None,
@@ -133,7 +133,7 @@ def check_command(
             emit(True, {"ok": False, "config": str(config), "error": str(exc), "exit_code": exc.exit_code,
                               "line": exc.line, "column": exc.column}, "")  # fmt: skip
         raise
-    findings, plan = check_and_plan(doc, Path.cwd(), model_dir=model_dir,
+    findings, plan = check_and_plan(doc, Path.cwd(), model_dir=model_dir or None,
                                     cache_root=settings_from(cache_dir).cache_dir, trainer=trainer)  # fmt: skip
     environment = doctor() if env else None
     errors = sum(f.severity is Severity.ERROR for f in findings) + (len(environment.errors) if environment else 0)

@@ -82,12 +82,12 @@ class Checked:
         return found[0]
 
 
-def zoo_check(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Checked:
+def zoo_check(tmp_path: Path, text: str, env: dict[str, str] | None = None, *args: str) -> Checked:
     path = tmp_path / f"{uuid.uuid4().hex}.config"
     path.write_text(text)
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    done = subprocess.run([str(ZOO), "check", str(path), "--json"], env={**clean_env(home), **(env or {})},
+    done = subprocess.run([str(ZOO), "check", str(path), "--json", *args], env={**clean_env(home), **(env or {})},
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode in (0, 12), (done.returncode, done.stdout, done.stderr)
@@ -248,3 +248,23 @@ def test_a_store_that_does_not_answer_is_asked_once(world: World, tmp_path: Path
     assert first["message"].startswith(f"not checked: {checkpoint}: the store failed: ")
     assert second["message"] == f"not checked: {records}: not asked, as s3://zoo-stage failed for {checkpoint}"
     assert first["fix"] == second["fix"] == "check the network and the store's address, then run zoo check again"
+
+
+@pytest.mark.timeout(300)
+def test_a_remote_model_dir_is_checked_for_resumption_and_clashes(remote: Remote, tmp_path: Path):
+    """A TPU trains into a gs:// model_dir: one that holds a training checkpoint
+    resumes from it, and the checkpoint's own directory is refused, as locally."""
+    from zoo_checkpoints import training_checkpoint
+
+    world = remote.world
+    training_checkpoint(tmp_path / "run", step=500)
+    run_url = f"{remote.base}/run"
+    remote.store.filesystem().put(str(tmp_path / "run"), run_url.split("://", 1)[1], recursive=True)
+    text = config(world, remote.url(world.ssd))
+    resumes = zoo_check(tmp_path, text, remote.store.env, "--model-dir", run_url)
+    assert "ckpt-0 (step 500)" in resumes.only("model-dir-resumes")["message"]
+    assert run_url in resumes.only("model-dir-resumes")["message"]
+    fresh = zoo_check(tmp_path, text, remote.store.env, "--model-dir", f"{remote.base}/fresh")
+    assert not {"model-dir-resumes", "model-dir-unreadable", "remote-unreachable"} & fresh.ids()
+    same = zoo_check(tmp_path, text, remote.store.env, "--model-dir", remote.url(world.ssd.parent))
+    assert same.returncode == 12 and same.only("model-dir-is-checkpoint-dir")["severity"] == "error"

@@ -46,7 +46,7 @@ from zoo.config.checks import (
 )
 from zoo.config.checks.model_dir import training_plan
 from zoo.config.labelmap import LabelMap, read_label_map
-from zoo.config.remote import Stores, StoreUnreachable
+from zoo.config.remote import RemotePath, Stores, StoreUnreachable
 from zoo.config.textproto import Document, Scalar, parse, parse_file
 from zoo.errors import CheckpointError, ConfigError, UnknownModelError, ZooError
 from zoo.extract import find_pipeline_config
@@ -61,7 +61,7 @@ def check_document(
     doc: Document,
     cwd: Path,
     *,
-    model_dir: Path | None = None,
+    model_dir: str | Path | None = None,  # a path, or a store URL (gs://...)
     cache_root: Path | None = None,
     label_maps: Mapping[str, LabelMap] | None = None,
     trainer: str | None = None,
@@ -76,7 +76,7 @@ def check_and_plan(
     doc: Document,
     cwd: Path,
     *,
-    model_dir: Path | None = None,
+    model_dir: str | Path | None = None,  # a path, or a store URL (gs://...)
     cache_root: Path | None = None,
     label_maps: Mapping[str, LabelMap] | None = None,
     trainer: str | None = None,
@@ -91,7 +91,7 @@ def gather(
     doc: Document,
     cwd: Path,
     *,
-    model_dir: Path | None = None,
+    model_dir: str | Path | None = None,  # a path, or a store URL (gs://...)
     cache_root: Path | None = None,
     label_maps: Mapping[str, LabelMap] | None = None,
 ) -> Facts:
@@ -107,7 +107,7 @@ def gather(
         label_maps=_label_maps(doc, cwd, label_maps or {}),
         globs=globs,
         unreachable_globs=unreachable_globs,
-        model_dir=_model_dir(model_dir, cwd, cache_root) if model_dir is not None else None,
+        model_dir=_model_dir(model_dir, cwd, cache_root, stores) if model_dir is not None else None,
     )
 
 
@@ -314,9 +314,20 @@ def _local_matches(pattern: str, cwd: Path) -> int:
 # -- model_dir ---------------------------------------------------------------------
 
 
-def _model_dir(path: Path, cwd: Path, cache_root: Path | None) -> ModelDirFacts:
-    directory = _absolute(str(path), cwd)
-    cache = _enclosing_cache(directory, cache_root)
+def _model_dir(value: str | Path, cwd: Path, cache_root: Path | None, stores: Stores) -> ModelDirFacts:
+    """What the trainer finds in ``value``: a path, or a store URL such as the
+    gs:// model_dir a TPU trains into."""
+    value = str(value)
+    if is_remote(value) and _readable_here(value):
+        try:
+            return _model_dir_at(stores.path(value), None)
+        except StoreUnreachable as exc:
+            return ModelDirFacts(Path(value), unreachable=exc.problem)
+    directory = _absolute(value, cwd)
+    return _model_dir_at(directory, _enclosing_cache(directory, cache_root))
+
+
+def _model_dir_at(directory: CheckpointPath, cache: Path | None) -> ModelDirFacts:
     state = directory / _STATE_FILE
     subdir = state.is_dir()
     if not state.is_file():
@@ -348,9 +359,15 @@ def _step(checkpoint: Checkpoint) -> int | None:
     if entry is None or entry.dtype != "int64" or entry.shape != () or entry.size != 8:
         return None
     try:
-        with open(checkpoint.data_files[entry.shard_id], "rb") as shard:
-            shard.seek(entry.offset)
-            data = shard.read(8)
-    except (OSError, IndexError):
+        data = _read_at(checkpoint.data_files[entry.shard_id], entry.offset, 8)
+    except (OSError, IndexError, StoreUnreachable):
         return None
     return int.from_bytes(data, checkpoint.header.endianness, signed=True) if len(data) == 8 else None
+
+
+def _read_at(path: CheckpointPath, offset: int, size: int) -> bytes:
+    if isinstance(path, RemotePath):
+        return path.read_at(offset, size)  # one ranged read, not the shard
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)

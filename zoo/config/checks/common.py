@@ -175,12 +175,13 @@ class LabelMapFacts:
 
 @dataclass(frozen=True)
 class ModelDirFacts:
-    path: Path
+    path: Path  # or a zoo.config.remote.RemotePath for gs://, s3:// ...
     latest: Path | None = None  # the checkpoint tf.train.latest_checkpoint would restore
     step: int | None = None  # its global step
     checkpoint_subdir: bool = False  # a *directory* named "checkpoint" sits where TF writes its state file
     cache: Path | None = None  # the zoo cache it lies inside, if it does
     error: str | None = None
+    unreachable: Unreachable | None = None  # a store zoo could not ask
 
 
 @dataclass(frozen=True)

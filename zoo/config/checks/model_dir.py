@@ -5,6 +5,7 @@ resume (or has already finished) there."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from zoo.config.checks.common import (
     CHECKPOINT_TYPE,
@@ -19,6 +20,7 @@ from zoo.config.checks.common import (
     first_scalar,
     is_remote,
     string_value,
+    unreachable_finding,
 )
 from zoo.config.textproto import Document
 
@@ -27,10 +29,12 @@ def model_dir_rules(doc: Document, facts: Facts) -> list[Finding]:
     model_dir, checkpoint = facts.model_dir, facts.checkpoint
     if model_dir is None:
         return []
+    if model_dir.unreachable is not None:
+        return [unreachable_finding("model_dir", None, model_dir.unreachable)]
     findings = []
-    if checkpoint is not None and not is_remote(checkpoint.value):
+    if checkpoint is not None:
         given_dir = os.path.dirname(checkpoint.value)
-        if os.path.abspath(os.path.join(facts.cwd, given_dir)) == os.path.abspath(model_dir.path):
+        if _same_directory(given_dir, str(model_dir.path), facts.cwd):
             findings.append(Finding("model-dir-is-checkpoint-dir", Severity.ERROR, FINE_TUNE_CHECKPOINT, None,
                                     f"model_dir {model_dir.path} is the fine-tune checkpoint's directory",
                                     SAME_DIR.format(given_dir, model_dir.path),
@@ -76,6 +80,12 @@ def _resume_finding(doc: Document, model_dir: ModelDirFacts) -> Finding:
                    f"{model_dir.path} already holds {at}: training resumes from it (weights, step, optimizer) and "
                    "the fine-tune checkpoint's weights are overwritten", None,
                    "a new, empty model_dir to fine-tune from the checkpoint; keep this one to continue training")  # fmt: skip
+
+
+def _same_directory(one: str, other: str, cwd: Path) -> bool:
+    if is_remote(one) or is_remote(other):
+        return one.rstrip("/") == other.rstrip("/")
+    return os.path.abspath(os.path.join(cwd, one)) == os.path.abspath(other)
 
 
 def training_plan(doc: Document, facts: Facts) -> str | None:
