@@ -1,47 +1,57 @@
-"""Benchmark: `zoo fetch` against curl + tar, keras get_file and pooch, in one run.
+"""Benchmark: `zoo fetch` against its peers, in one run.
 
-Generates once (under .bench/ at the repository top, reused later) zoo
-tarballs in the real layout with TensorFlow checkpoints of ~250 MB and ~20 MB
-of random float32 weights, serves them from 127.0.0.1 (nginx when installed,
-else the tests' threaded server), and times every contender as a whole
-process, alternating them, several repetitions. Prints wall time (median and
-min-max), peak RSS and the ratio of each contender to zoo; writes the same as
-JSON to .bench/fetch-results.json.
+The default run compares zoo with curl + tar, keras get_file and pooch on
+loopback: it generates once (under .bench/ at the repository top, reused
+later) zoo tarballs in the real layout with TensorFlow checkpoints of ~250 MB
+and ~40 MB of random float32 weights, serves them from 127.0.0.1 (nginx when
+installed, else the tests' threaded server), and times every contender as a
+whole process, several repetitions. Prints wall time (median and min-max),
+peak RSS and the ratio of each contender to zoo; writes the same as JSON to
+.bench/fetch-results.json.
 
-    .venv/bin/python tests/bench/fetch.py [--reps 3] [--large-mb 250] [--small-mb 20]
+With --links (issue 14; needs nginx, aria2c and the bench extra's
+hf_transfer) it serves the same tarballs from an nginx that caps each
+connection at 8 MiB/s (a far CDN edge) and from one that does not, times cold
+fetches by curl + tar, aria2c -x8 -s8 + tar, hf_transfer + tarfile and zoo
+(default connections, and ZOO_CONNECTIONS=1, 4, 8, 16), alternating, and
+prints per link and size the medians, min-max, RSS and the ratios to curl +
+tar and to the faster multi-connection tool (see links.py); then profiles an
+in-process cold fetch of the large tarball on the uncapped link by stage,
+against the isal-inflate floor measured in the same run (see stages.py).
+Full run about 10 minutes on 2 cores; --quick (one repetition, the small
+tarball, ZOO_CONNECTIONS 1 and 8) about one. Writes .bench/links-results.json.
+
+    .venv/bin/python tests/bench/fetch.py [--reps 3] [--large-mb 250] [--small-mb 40]
+    .venv/bin/python tests/bench/fetch.py --links [--reps 3 | --quick] [--connections 1,4,8,16]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
-BENCH = ROOT / ".bench"
 sys.path.insert(0, str(TESTS))
 
 from httpserver import FileServer  # noqa: E402
+from inputs import BENCH, SERVE, Model, prepare, served_models, write_registry  # noqa: E402
+from links import (  # noqa: E402
+    CONNECTION_COUNTS, UNCAPPED, ZOO, curl_tar, links, print_links, run_links, zoo_knows_connections,
+)  # fmt: skip
 from nginx import Nginx, nginx_binary  # noqa: E402
-from tarballs import sha256_of  # noqa: E402
+from timing import PYTHON, Samples, record, run_timed  # noqa: E402
 
-PYTHON = sys.executable
-ZOO = str(Path(sys.executable).with_name("zoo"))
-SAMPLE = TESTS / "data" / "tf2_sample_configs"
-MODELS = {
-    "large": ("ssd_resnet50_v1_fpn_640x640_coco17_tpu-8", "ssd_resnet50_v1_fpn_640x640_coco17_tpu-8.config"),
-    "small": ("ssd_mobilenet_v2_320x320_coco17_tpu-8", "ssd_mobilenet_v2_320x320_coco17_tpu-8.config"),
-}
+STAGES = Path(__file__).resolve().with_name("stages.py")
 
 KERAS = (
     "import sys, time, keras; t = time.perf_counter(); "
@@ -60,96 +70,6 @@ POOCH = (
 )
 
 
-@dataclass
-class Samples:
-    wall: list[float] = field(default_factory=list)
-    call: list[float] = field(default_factory=list)
-    rss_mb: list[float] = field(default_factory=list)
-
-    def summary(self) -> dict[str, float]:
-        times = self.call or self.wall
-        return {
-            "median_s": statistics.median(times),
-            "min_s": min(times),
-            "max_s": max(times),
-            "process_median_s": statistics.median(self.wall),
-            "peak_rss_mb": max(self.rss_mb),
-        }
-
-
-@dataclass
-class Model:
-    name: str
-    tarball: Path
-    url: str
-    config_url: str
-    sha256: str
-
-
-# Runs argv[2:] as its child and writes "<wall seconds> <peak RSS KiB>" of that
-# child, from the rusage wait4 returns for it, to file descriptor argv[1]. Linux
-# starts an exec'd process's peak RSS at its parent's (fork/vfork share or copy
-# the parent's memory until exec), so a child of this script would report at
-# least this script's peak; a child of this small launcher (no site, no zoo)
-# starts from the launcher's few MB instead.
-LAUNCHER = """
-import os, sys, time
-started = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    os.execvp(sys.argv[2], sys.argv[2:])
-_, status, usage = os.wait4(pid, 0)
-os.write(int(sys.argv[1]), f"{time.perf_counter() - started} {usage.ru_maxrss}".encode())
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def run_timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB of this process alone (its own descendants
-    included, as wait4 counts them; nothing else this script ran) and stdout."""
-    read_end, write_end = os.pipe()
-    try:
-        result = subprocess.run(
-            [PYTHON, "-S", "-c", LAUNCHER, str(write_end), *command],
-            env=env, capture_output=True, text=True, pass_fds=(write_end,), check=False,
-        )  # fmt: skip
-        os.close(write_end)
-        wall, rss_kib = os.read(read_end, 256).split()
-    finally:
-        os.close(read_end)
-    if result.returncode != 0:
-        raise RuntimeError(f"{command[:3]} failed ({result.returncode}): {result.stderr[-2000:]}")
-    return float(wall), int(rss_kib) / 1024, result.stdout
-
-
-def prepare(large_mb: float, small_mb: float) -> dict[str, Path]:
-    """Build the tarballs once, in a child process so TensorFlow never inflates this
-    process (a child's peak RSS starts from its parent's at exec on Linux)."""
-    serve = BENCH / "serve"
-    built = {}
-    for size_name, size_mb in (("large", large_mb), ("small", small_mb)):
-        name, config = MODELS[size_name]
-        target = serve / "models" / f"{name}.tar.gz"
-        stamp = target.with_suffix(".size")
-        if not target.exists() or stamp.read_text() != str(size_mb):
-            print(f"generating {target.name} (~{size_mb:g} MB of float32 weights) ...", flush=True)
-            subprocess.run([PYTHON, __file__, "--generate", size_name, str(size_mb), str(target)], check=True)
-            stamp.write_text(str(size_mb))
-        (serve / "configs").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(SAMPLE / config, serve / "configs" / config)
-        built[size_name] = target
-    return built
-
-
-def generate(size_name: str, size_mb: float, target: Path) -> None:
-    from tarballs import make_zoo_tarball
-
-    name, config = MODELS[size_name]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fresh = make_zoo_tarball(BENCH / "build", name, config_text=(SAMPLE / config).read_text(), size_mb=size_mb)
-    shutil.move(fresh, target)
-
-
 @contextmanager
 def serving(root: Path) -> Iterator[tuple[str, str]]:
     if nginx_binary():
@@ -160,27 +80,11 @@ def serving(root: Path) -> Iterator[tuple[str, str]]:
             yield server.url, "python threaded server"
 
 
-def write_registry(models: dict[str, Model], path: Path) -> None:
-    entries = [
-        {
-            "name": m.name,
-            "family": "tf2-detection",
-            "url": m.url,
-            "checkpoint": "checkpoint/ckpt-0",
-            "sha256": m.sha256,
-            "size": m.tarball.stat().st_size,
-            "sample_config": {"path": "configs/" + Path(m.config_url).name, "url": m.config_url},
-        }
-        for m in models.values()
-    ]
-    path.write_text(json.dumps({"format": 1, "models": entries}))
-
-
 def contenders(model: Model, registry: Path) -> dict[str, tuple[list[str], dict[str, str] | None]]:
     """Cold and warm commands; each gets a fresh directory as its last argument's target."""
     zoo_env = {**os.environ, "ZOO_REGISTRY": str(registry)}
     return {
-        "curl + tar": (["sh", "-c", 'curl -sSf -o "$2/a.tar.gz" "$1" && tar xzf "$2/a.tar.gz" -C "$2"', "sh", model.url], None),
+        "curl + tar": curl_tar(model.url),
         "keras get_file": ([PYTHON, "-c", KERAS, model.name, model.url, model.sha256], None),
         "pooch retrieve": ([PYTHON, "-c", POOCH, model.name, model.url, model.sha256], None),
         "zoo fetch": ([ZOO, "fetch", model.name, "--quiet", "--cache-dir"], zoo_env),
@@ -206,15 +110,6 @@ def bench_model(model: Model, registry: Path, reps: int) -> dict[str, dict[str, 
                 shutil.rmtree(work, ignore_errors=True)
         print(f"  {model.name}: repetition {rep + 1}/{reps} done", flush=True)
     return {k: v.summary() for k, v in {**cold, **warm, **extra}.items()}
-
-
-def record(store: dict[str, Samples], key: str, wall: float, rss: float, out: str) -> None:
-    samples = store.setdefault(key, Samples())
-    samples.wall.append(wall)
-    samples.rss_mb.append(rss)
-    call = out.strip().splitlines()[-1] if out.strip() else ""
-    if call.replace(".", "", 1).isdigit():
-        samples.call.append(float(call))
 
 
 def bench_startup(reps: int) -> dict[str, dict[str, float]]:
@@ -246,34 +141,77 @@ def print_table(results: dict[str, dict[str, dict[str, float]]]) -> None:
     print("call, each timed inside its call, interpreter start and imports excluded. RSS: whole process.")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--large-mb", type=float, default=250)
-    parser.add_argument("--small-mb", type=float, default=20)
-    parser.add_argument("--generate", nargs=3, metavar=("SIZE", "MB", "TARGET"), help=argparse.SUPPRESS)
-    options = parser.parse_args()
-    if options.generate:
-        generate(options.generate[0], float(options.generate[1]), Path(options.generate[2]))
-        return
-    tarballs = prepare(options.large_mb, options.small_mb)
+def zoo_state() -> str:
+    """Which zoo the figures are of: the commit, and any change to zoo/ or cli/ not in it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    changed = git("diff", "--shortstat", "HEAD", "--", "zoo", "cli")
+    new = git("ls-files", "--others", "--exclude-standard", "--", "zoo", "cli").split()
+    if not changed and not new:
+        return f"commit {commit}, zoo/ and cli/ as committed"
+    digest = hashlib.sha256((git("diff", "HEAD", "--", "zoo", "cli") + " ".join(new)).encode()).hexdigest()[:12]
+    return f"commit {commit} + working-tree changes to zoo/, cli/ ({changed or 'no edits'}; {len(new)} new files; diff {digest})"
+
+
+def profile_stages(base: str, tarball: Path, size: str, runs: int) -> dict:
+    """The per-stage profile of an in-process cold fetch, run (and printed) by stages.py in a fresh process."""
+    models = served_models({size: tarball}, base)
+    registry = write_registry(models, BENCH / "registry-stages.json")
+    command = [PYTHON, str(STAGES), str(registry), models[size].name, str(tarball), str(BENCH), str(runs)]
+    subprocess.run(command, check=True)
+    return json.loads((BENCH / "stages-results.json").read_text())
+
+
+def bench_links(options: argparse.Namespace) -> None:
+    size = "small" if options.quick else "large"
+    sizes = {"small": options.small_mb} if options.quick else {"large": options.large_mb, "small": options.small_mb}
+    reps = 1 if options.quick else options.reps
+    counts = (1, 8) if options.quick else tuple(int(n) for n in options.connections.split(","))
+    tarballs = prepare(sizes)
+    state = zoo_state()
+    print(f"zoo under test: {state}; load average {os.getloadavg()[0]:.2f} (other work on the machine skews the times)")
+    if not zoo_knows_connections():
+        print("note: this zoo has no parallel downloads: ZOO_CONNECTIONS changes nothing, every zoo row is one stream")
+    with links(SERVE) as bases:
+        results = run_links(bases, tarballs, reps, counts)
+        print_links(results, counts)
+        stages = profile_stages(bases[UNCAPPED], tarballs[size], size, 1 if options.quick else 3)
+    out = BENCH / "links-results.json"
+    out.write_text(json.dumps({"zoo": state, "reps": reps, "links": results, "stages": stages}, indent=2))
+    print(f"\nzoo under test: {state}; load average {os.getloadavg()[0]:.2f}\nwritten: {out}")
+
+
+def bench_peers(options: argparse.Namespace) -> None:
+    tarballs = prepare({"large": options.large_mb, "small": options.small_mb})
     results: dict[str, dict[str, dict[str, float]]] = {}
-    with serving(BENCH / "serve") as (base, server_kind):
-        print(f"serving {BENCH / 'serve'} with {server_kind} at {base}")
-        models = {
-            size: Model(
-                MODELS[size][0], path, f"{base}/models/{path.name}", f"{base}/configs/{MODELS[size][1]}", sha256_of(path)
-            )
-            for size, path in tarballs.items()
-        }
-        registry = BENCH / "registry.json"
-        write_registry(models, registry)
+    with serving(SERVE) as (base, server_kind):
+        print(f"serving {SERVE} with {server_kind} at {base}")
+        models = served_models(tarballs, base)
+        registry = write_registry(models, BENCH / "registry.json")
         for size, model in models.items():
             results[size] = bench_model(model, registry, options.reps)
     results["startup"] = bench_startup(max(options.reps, 5))
     print_table(results)
     (BENCH / "fetch-results.json").write_text(json.dumps({"server": server_kind, "results": results}, indent=2))
     print(f"\nwritten: {BENCH / 'fetch-results.json'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--large-mb", type=float, default=250)
+    parser.add_argument("--small-mb", type=float, default=40)
+    parser.add_argument("--links", action="store_true",
+                        help="capped and uncapped links against aria2c and hf_transfer, then the per-stage profile")
+    parser.add_argument("--quick", action="store_true",
+                        help="with --links: one repetition, the small tarball only, ZOO_CONNECTIONS 1 and 8")
+    parser.add_argument("--connections", default=",".join(map(str, CONNECTION_COUNTS)),
+                        help="with --links: the ZOO_CONNECTIONS values to time besides the default")
+    options = parser.parse_args()
+    bench_links(options) if options.links else bench_peers(options)
 
 
 if __name__ == "__main__":
