@@ -131,6 +131,24 @@ def test_a_large_file_comes_as_one_stream_with(zoo: Zoo, upstream: FileServer, b
 
 
 @pytest.mark.timeout(300)
+def test_by_default_a_fast_stream_stays_one_and_a_slow_one_splits(zoo: Zoo, upstream: FileServer, big: Path):
+    """Without a count from the user, more connections open only once the first
+    stream proves slow (a far edge); on a fast link they would only compete
+    for the CPU with inflating and hashing."""
+    del zoo.env["ZOO_CONNECTIONS"]
+    fast = fetched(zoo)
+    assert (fast["connections"], ranges_asked(upstream)) == (1, [None])
+    assert zoo.run("cache", "rm", MODEL).returncode == 0
+    upstream.clear_log()
+    upstream.throttle(TARBALL_PATH, 4_000_000)  # per connection, like a far CDN edge
+    slow = fetched(zoo)
+    assert slow["connections"] == 8 and slow["sha256"] == sha256_of(big)
+    asked = ranges_asked(upstream)
+    assert asked[0] is None and len(asked) > 8  # the probing stream, then segments
+    assert_extracted(slow, big)
+
+
+@pytest.mark.timeout(300)
 def test_the_connections_flag_wins_over_the_variable(zoo: Zoo, upstream: FileServer, big: Path):
     one = fetched(zoo, "--connections", "1", ZOO_CONNECTIONS="8")
     assert one["connections"] == 1 and ranges_asked(upstream) == [None]

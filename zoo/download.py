@@ -54,6 +54,12 @@ from zoo.settings import Settings
 from zoo.sources import FIRST_USE, SERVER, Pin, Scheme, Source, local_path, scheme_of
 
 CHUNK_SIZE = 1 << 20
+# One stream this fast (bytes/s) gains nothing from more connections: the CPU,
+# inflating and hashing, is the limit. Measured over the first PROBE_BYTES or
+# PROBE_SECONDS, whichever comes first (tests/bench/fetch.py --links).
+FAST_STREAM = 128 << 20
+PROBE_BYTES = 8 << 20
+PROBE_SECONDS = 0.15
 QUEUE_CHUNKS = 16  # bounds memory: at most this many chunks wait for the reader
 # How far the segments on disk may run ahead of the sidecar that lists them:
 # what a kill costs to fetch again, against a sidecar write per this many bytes.
@@ -90,20 +96,33 @@ class Downloaded:
 
 
 class _Digests:
-    """sha256, MD5 and CRC32C of the same bytes, fed once."""
+    """sha256, CRC32C and, when something will check it, MD5 of the same bytes, fed once.
+
+    MD5 costs as much CPU as inflating does, so it is computed only when the
+    pin or the server (x-goog-hash) carries one, as known before the first byte.
+    """
 
     def __init__(self) -> None:
         self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
         self.crc32c = crc32c.CRC32CHash()
+        self.md5: Any = None
+        self._hashers = [self.sha256, self.crc32c]
+        self._fed = False
+
+    def want_md5(self, wanted: bool) -> None:
+        """Compute MD5 too; heeded only before the first byte (a hash can't start midway)."""
+        if wanted and not self._fed and self.md5 is None:
+            self.md5 = hashlib.md5(usedforsecurity=False)
+            self._hashers.append(self.md5)
 
     def update(self, data: bytes) -> None:
-        for hasher in (self.sha256, self.md5, self.crc32c):
+        self._fed = True
+        for hasher in self._hashers:
             hasher.update(data)
 
     def result(self, path: Path, url: str, size: int) -> Downloaded:
         def b64(hasher: Any) -> str:
-            return base64.b64encode(hasher.digest()).decode()
+            return base64.b64encode(hasher.digest()).decode() if hasher is not None else ""
 
         return Downloaded(path, url, self.sha256.hexdigest(), size, b64(self.crc32c), b64(self.md5))
 
@@ -335,16 +354,31 @@ class Transfer:
         self._check_space(body.total, body.start)
         if body.start == 0 and self.expect_archive:
             chunks = _archive_checked(body, chunks)
+        self.partial.hasher.want_md5(body.pin.md5 is not None or body.declared.md5 is not None)
         self.partial.replay(self.delivered, body.start, self.emit)
+        chunks = iter(chunks)
         if ranges is not None and self._splits(body):
-            return self._receive_segments(body, iter(chunks), ranges)
+            if not self.settings.probe_first or self.partial.done:
+                return self._receive_segments(body, chunks, ranges)
+            # The default count opens more connections only where one stream is
+            # slow (a far edge); on a fast link they only compete for the CPU.
+            probe = _Probe()
+            position = self._stream(body, chunks, body.start, probe)
+            if probe.slow and position < (body.total or 0):
+                return self._receive_segments(replace(body, start=position), chunks, ranges)
+            return self._stream(body, chunks, position)
+        return self._stream(body, chunks, body.start)
+
+    def _stream(self, body: _Body, chunks: Iterator[bytes], position: int, probe: _Probe | None = None) -> int:
+        """One connection's bytes from ``position``, until they end or ``probe`` has measured them."""
         self.connections = max(self.connections, 1)
-        position = body.start
         for chunk in chunks:
             self._check_limit(body, position + len(chunk))
             self._check_space(body.total, position)
             self.emit(self.partial.take(body, position, chunk, self.delivered))
             position += len(chunk)
+            if probe is not None and probe.measured(position):
+                break
         return position
 
     def emit(self, chunk: bytes) -> None:
@@ -443,6 +477,27 @@ class Transfer:
                 f"{_mib(need)} still to download, ZOO_MIN_FREE keeps {_mib(self.settings.min_free)} free",
                 path=self.dest.parent,
             )
+
+
+class _Probe:
+    """How fast one stream delivers, measured from its first chunk on (the
+    connection's set-up is not the link's rate) over PROBE_BYTES or
+    PROBE_SECONDS, whichever comes first."""
+
+    def __init__(self) -> None:
+        self._first: tuple[int, float] | None = None
+        self.slow = False
+
+    def measured(self, position: int) -> bool:
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (position, now)
+            return False
+        start, began = self._first
+        if position - start < PROBE_BYTES and now - began < PROBE_SECONDS:
+            return False
+        self.slow = (position - start) / max(now - began, 1e-9) < FAST_STREAM
+        return True
 
 
 class _Partial:
@@ -975,27 +1030,32 @@ def _check_size_pin(body: _Body) -> None:
 def _verified(result: Downloaded, source: Source, declared: Pin) -> Downloaded:
     """Delete what contradicts the pin or the server's own hashes, so a bad
     download is never reused; else record how the bytes were verified."""
-    got = Pin(result.sha256, result.size, result.crc32c, result.md5)
+    got = _computed(result)
     # The size first, sha256 last: the last mismatch (a hash says more than a
     # size) fills the error's expected/actual.
     mismatches = [
         (f"{name} mismatch: {who}{want}{' bytes' if name == 'size' else ''}, got {have}", want, have)
         for name in ("size", *SERVER_HASHES, "sha256")
         for who, pin in (("expected ", source.pin), ("the server sent ", declared))
-        if (want := getattr(pin, name)) is not None and want != (have := getattr(got, name))
+        if (want := getattr(pin, name)) is not None and (have := getattr(got, name)) is not None and want != have
     ]
     if mismatches:
         remove_tree(result.path)
         raise IntegrityError(f"{result.url}: {'; '.join(m[0] for m in mismatches)}; the download was deleted",
                              url=result.url, expected=mismatches[-1][1], actual=mismatches[-1][2])  # fmt: skip
-    return replace(result, verified=_verification(source, declared), declared=declared)
+    return replace(result, verified=_verification(source, declared, got), declared=declared)
 
 
-def _verification(source: Source, declared: Pin) -> str:
+def _computed(result: Downloaded) -> Pin:
+    """What was computed of the bytes; MD5 None when nothing asked for it in time."""
+    return Pin(result.sha256, result.size, result.crc32c, result.md5 or None)
+
+
+def _verification(source: Source, declared: Pin, got: Pin) -> str:
     """How the bytes were verified, strongest first (zoo.sources PINNED ...)."""
     if source.pin.sha256 is not None:
         return source.sha256_from
-    server = [name for name in SERVER_HASHES if getattr(declared, name) is not None]
+    server = [name for name in SERVER_HASHES if getattr(declared, name) is not None and getattr(got, name)]
     return f"{SERVER} {'+'.join(server)}" if server else FIRST_USE
 
 

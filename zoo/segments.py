@@ -183,7 +183,8 @@ class Workers:
         self._connect = connect
         self._fetch = fetch
         self._sink = sink
-        self._fence = threading.Lock()
+        self._fence = threading.Condition()
+        self._writing = 0  # writes in progress: ``stop`` waits for them, they never wait for each other
         self._stopping = threading.Event()
         self._count_lock = threading.Lock()
         self.live = 0
@@ -213,7 +214,13 @@ class Workers:
         with self._fence:
             if self._stopping.is_set():
                 raise Stopped
+            self._writing += 1
+        try:
             self._sink(job.position, data)
+        finally:
+            with self._fence:
+                self._writing -= 1
+                self._fence.notify_all()
         self.coverage.add(job.position, job.position + len(data))
         job.position += len(data)
         return job.position >= job.end
@@ -226,6 +233,7 @@ class Workers:
     def stop(self) -> None:
         with self._fence:
             self._stopping.set()
+            self._fence.wait_for(lambda: self._writing == 0)
 
     def _work(self, first: Job | None) -> None:
         try:

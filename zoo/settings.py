@@ -76,6 +76,9 @@ class Settings:
     locks: LockPolicy = LockPolicy()
     # Connections one download may open when its source serves byte ranges.
     connections: int = DEFAULT_CONNECTIONS
+    # The default count splits only once one stream proved slow; a count the
+    # user gave (ZOO_CONNECTIONS, --connections) splits at once.
+    probe_first: bool = True
 
     @property
     def verify(self) -> str | bool:
@@ -129,6 +132,7 @@ class Settings:
             host_map=_host_map(env.get("ZOO_TEST_HOST_MAP", "")),
             locks=lock_policy(env),
             connections=_connections(env) if connections is None else _checked_connections(connections),
+            probe_first=connections is None and not env.get("ZOO_CONNECTIONS", "").strip(),
         )
 
 
