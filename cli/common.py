@@ -69,7 +69,7 @@ RequireVerifiedOption = Annotated[
 ConnectionsOption = Annotated[
     Optional[int],
     typer.Option("--connections", metavar="N", help="Connections one download may open when its server serves byte ranges "
-                 "(1 to 64; default $ZOO_CONNECTIONS, else 8).", show_default=False),
+                 "(1 to 64; default $ZOO_CONNECTIONS, else up to 16 once one stream proves slow).", show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes on stderr.")]

@@ -31,6 +31,7 @@ from tarballs import make_zoo_tarball, sha256_of
 from test_extract_bombs import run_measured
 from test_transfer import one_line_error, partial_of, sidecar_of, tarball_requests
 from zoo.segments import Coverage, plan, segment_size
+from zoo.settings import DEFAULT_CONNECTIONS
 from zoo.sources import mirror_relative
 
 BIG_MB = 40
@@ -142,7 +143,7 @@ def test_by_default_a_fast_stream_stays_one_and_a_slow_one_splits(zoo: Zoo, upst
     upstream.clear_log()
     upstream.throttle(TARBALL_PATH, 4_000_000)  # per connection, like a far CDN edge
     slow = fetched(zoo)
-    assert slow["connections"] == 8 and slow["sha256"] == sha256_of(big)
+    assert slow["connections"] == DEFAULT_CONNECTIONS and slow["sha256"] == sha256_of(big)
     asked = ranges_asked(upstream)
     assert asked[0] is None and len(asked) > 8  # the probing stream, then segments
     assert_extracted(slow, big)
@@ -343,19 +344,21 @@ from pathlib import Path
 from zoo.download import download
 from zoo.settings import Settings
 from zoo.sources import Pin, Source
-settings = Settings.from_env(cache_dir=sys.argv[2], connections=8)
+settings = Settings.from_env(cache_dir=sys.argv[2], connections=int(sys.argv[3]))
 got = download([Source(sys.argv[1], Pin())], Path(sys.argv[2]) / "blob.part", settings=settings, label="blob")
 print(got.sha256, got.connections, file=sys.stderr)
 """
 
 
 @pytest.mark.timeout(300)
-def test_eight_connections_stay_under_100_mb_of_memory(tmp_path: Path, server: FileServer):
+@pytest.mark.parametrize("connections", [8, DEFAULT_CONNECTIONS])
+def test_many_connections_stay_under_100_mb_of_memory(tmp_path: Path, server: FileServer, connections: int):
     blob = os.urandom(250 << 20)
     server.add("/blob", blob)
-    code, stderr, rss = run_measured([sys.executable, "-c", DOWNLOAD, server.url_for("/blob"), str(tmp_path)])
+    command = [sys.executable, "-c", DOWNLOAD, server.url_for("/blob"), str(tmp_path), str(connections)]
+    code, stderr, rss = run_measured(command)
     assert code == 0, stderr
-    assert stderr.split() == [hashlib.sha256(blob).hexdigest(), "8"]
+    assert stderr.split() == [hashlib.sha256(blob).hexdigest(), str(connections)]
     assert rss < 100 << 20
 
 

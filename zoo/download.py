@@ -59,7 +59,7 @@ CHUNK_SIZE = 1 << 20
 # PROBE_SECONDS, whichever comes first (tests/bench/fetch.py --links).
 FAST_STREAM = 128 << 20
 PROBE_BYTES = 8 << 20
-PROBE_SECONDS = 0.15
+PROBE_SECONDS = 0.1
 QUEUE_CHUNKS = 16  # bounds memory: at most this many chunks wait for the reader
 # How far the segments on disk may run ahead of the sidecar that lists them:
 # what a kill costs to fetch again, against a sidecar write per this many bytes.
