@@ -160,6 +160,14 @@ def test_the_connections_flag_wins_over_the_variable(zoo: Zoo, upstream: FileSer
     assert (refused.returncode, one_line_error(refused)) == (2, "zoo: error: --connections 65 is not a whole number from 1 to 64")
 
 
+@pytest.mark.parametrize("command", [["config", MODEL, "-o", "-"], ["lock", MODEL, "-o", "-"], ["mirror", "build", "m"]],
+                         ids=["config", "lock", "mirror-build"])  # fmt: skip
+def test_every_downloading_command_takes_connections(zoo: Zoo, command: list[str]):
+    refused = zoo.run(*command, "--connections", "0")
+    assert (refused.returncode, one_line_error(refused)) == (2, "zoo: error: --connections 0 is not a whole number from 1 to 64")
+    assert zoo.published() == []
+
+
 @pytest.mark.parametrize("value", ["0", "65", "2.5", "many"])
 def test_a_connection_count_out_of_range_is_a_usage_error(zoo: Zoo, value: str):
     result = zoo.run("fetch", MODEL, ZOO_CONNECTIONS=value)
